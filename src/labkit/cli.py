@@ -1,0 +1,60 @@
+"""The ``labkit`` command line: ``labkit <group> ...``.
+
+Each group lives in its subpackage as ``labkit.<group>.cli.register(subparsers)``; groups whose
+modules are missing are simply not offered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .config import get_profile
+
+__all__ = ["main"]
+
+GROUPS = ("moe", "evals", "flagella")
+
+
+def _profile(args: argparse.Namespace) -> int:
+    print(get_profile().summary())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available group registered."""
+    parser = argparse.ArgumentParser(prog="labkit", description="labkit: the textbook's library")
+    parser.add_argument("--version", action="version", version=f"labkit {__version__}")
+    sub = parser.add_subparsers(dest="group", metavar="COMMAND")
+    p = sub.add_parser("profile", help="show the active LABKIT_PROFILE")
+    p.set_defaults(func=_profile)
+    for group in GROUPS:
+        try:
+            mod = importlib.import_module(f"labkit.{group}.cli")
+        except ModuleNotFoundError as err:
+            if err.name and err.name.startswith("labkit."):
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``labkit`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"labkit: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

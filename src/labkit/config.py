@@ -1,0 +1,220 @@
+"""Run profiles: one switch, ``LABKIT_PROFILE``, sizes every chapter from one place.
+
+Profiles
+--------
+``smoke``
+    CI and ``make test`` (nbval): small budgets so that the whole book executes in minutes
+    on a 2-core machine. Same code paths as the other profiles.
+``cpu`` (default)
+    The book as a reader builds it on a laptop: real budgets (e.g. LaDiMo's 100K
+    distillation tokens) with the real SmolLM2-135M-Instruct model.
+``gpu``
+    A CUDA workstation: LLaMA2-7B for Part I, full public benchmarks for Part II, higher
+    resolutions for Part III.
+
+Chapters call :func:`get_profile` and read the section for their part (``profile.moe``,
+``profile.evals``, ``profile.flagella``); they never hard-code a size.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+__all__ = [
+    "PROFILE_ENV",
+    "PROFILES",
+    "EvalSizes",
+    "FlagellaSizes",
+    "MoESizes",
+    "Profile",
+    "ProfileError",
+    "get_profile",
+    "profile_name",
+]
+
+PROFILE_ENV = "LABKIT_PROFILE"
+DEFAULT_PROFILE = "cpu"
+
+
+class ProfileError(ValueError):
+    """An unknown or malformed ``LABKIT_PROFILE`` value."""
+
+
+@dataclass(frozen=True)
+class MoESizes:
+    """Part I (LaDiMo dense→MoE) budgets.
+
+    Attributes
+    ----------
+    model:
+        Model-zoo name or hub id of the dense model to convert.
+    train_tokens:
+        Distillation budget in tokens (the paper: 100K).
+    heldout_tokens:
+        Tokens of held-out text for perplexity; never used for training.
+    seq_len:
+        Tokens per calibration sequence.
+    num_experts:
+        Experts per FFN.
+    epochs:
+        Passes over each layer's captured activations during distillation.
+    batch_tokens:
+        Tokens per optimiser step in distillation.
+    lr:
+        AdamW learning rate for distillation.
+    eval_items:
+        Multiple-choice items used for zero-shot accuracy (``None`` = all).
+    latency_tokens:
+        Prefill length (tokens) for latency measurements.
+    """
+
+    model: str = "smollm2-135m"
+    train_tokens: int = 100_000
+    heldout_tokens: int = 20_000
+    seq_len: int = 512
+    num_experts: int = 8
+    epochs: int = 2
+    batch_tokens: int = 1024
+    lr: float = 1e-4
+    eval_items: int | None = None
+    latency_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class EvalSizes:
+    """Part II (bilingual evaluation) budgets.
+
+    Attributes
+    ----------
+    model:
+        Model-zoo name or hub id of the model evaluated.
+    max_items:
+        Items per task (``None`` = all).
+    bootstrap:
+        Bootstrap resamples for confidence intervals.
+    use_datasets:
+        Whether chapters may load public benchmarks through ``datasets`` (workstation only).
+    """
+
+    model: str = "smollm2-135m"
+    max_items: int | None = None
+    bootstrap: int = 2000
+    use_datasets: bool = False
+
+
+@dataclass(frozen=True)
+class FlagellaSizes:
+    """Part III (flagellar hydrodynamics) resolutions.
+
+    Attributes
+    ----------
+    population_cells:
+        Simulated cells in the population "experiment".
+    stokeslet_points:
+        Blobs per sphere in the regularized-Stokeslet validation (largest size).
+    bundle_points_per_turn:
+        Blobs per helical turn of each filament in the interacting-bundle computation.
+    max_flagella:
+        Largest number of flagella in the bundle sweep.
+    """
+
+    population_cells: int = 100_000
+    stokeslet_points: int = 2000
+    bundle_points_per_turn: int = 24
+    max_flagella: int = 10
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of sizes for every part of the book."""
+
+    name: str
+    description: str
+    device: str = "cpu"
+    dtype: str = "float32"
+    moe: MoESizes = field(default_factory=MoESizes)
+    evals: EvalSizes = field(default_factory=EvalSizes)
+    flagella: FlagellaSizes = field(default_factory=FlagellaSizes)
+
+    def as_dict(self) -> dict:
+        """All settings as a plain nested dict (for reports and cache keys)."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line naming the profile, for the top of each chapter."""
+        return f"LABKIT_PROFILE={self.name}: {self.description} (device={self.device}, dtype={self.dtype})"
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="CI-sized budgets; every chapter in minutes on 2 CPU cores",
+        moe=MoESizes(
+            train_tokens=8_192,
+            heldout_tokens=4_096,
+            seq_len=256,
+            epochs=1,
+            eval_items=40,
+            latency_tokens=256,
+        ),
+        evals=EvalSizes(max_items=40, bootstrap=500),
+        flagella=FlagellaSizes(
+            population_cells=100_000, stokeslet_points=600, bundle_points_per_turn=12, max_flagella=6
+        ),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="the default book build: real budgets on a laptop CPU",
+    ),
+    "gpu": Profile(
+        name="gpu",
+        description="CUDA workstation: LLaMA2-7B and full public benchmarks",
+        device="cuda",
+        dtype="bfloat16",
+        moe=MoESizes(
+            model="meta-llama/Llama-2-7b-hf",
+            train_tokens=100_000,
+            heldout_tokens=100_000,
+            seq_len=2048,
+            batch_tokens=4096,
+            latency_tokens=2048,
+        ),
+        evals=EvalSizes(
+            model="naver-hyperclovax/HyperCLOVAX-SEED-Text-Instruct-0.5B",
+            bootstrap=10_000,
+            use_datasets=True,
+        ),
+        flagella=FlagellaSizes(stokeslet_points=4000, bundle_points_per_turn=32, max_flagella=12),
+    ),
+}
+
+
+def profile_name(value: str | None = None) -> str:
+    """Return the validated profile name (from ``value`` or ``$LABKIT_PROFILE``).
+
+    Raises
+    ------
+    ProfileError
+        If the value is not one of ``smoke``, ``cpu``, ``gpu``.
+    """
+    raw = os.environ.get(PROFILE_ENV, DEFAULT_PROFILE) if value is None else value
+    name = raw.strip().lower()
+    if not name:
+        name = DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ProfileError(
+            f"{PROFILE_ENV}={raw!r} is not a known profile; choose one of {sorted(PROFILES)}"
+        )
+    return name
+
+
+def get_profile(value: str | None = None) -> Profile:
+    """Return the active :class:`Profile` (``LABKIT_PROFILE``, default ``cpu``).
+
+    Parameters
+    ----------
+    value:
+        A profile name to use instead of the environment variable.
+    """
+    return PROFILES[profile_name(value)]
