@@ -57,6 +57,14 @@ class MoESizes:
         Tokens per calibration sequence.
     num_experts:
         Experts per FFN.
+    method:
+        Expert-construction method (``contiguous``, ``kmeans``, ``coactivation``).
+    valid_tokens:
+        Tokens of the validation split used by the stage-2 routing search (never trained on).
+    target_reduction:
+        Activated-parameter reduction the stage-2 policy must reach (LaDiMo: >20 %).
+    front_evals:
+        Pareto-front points whose end-to-end validation perplexity is measured.
     epochs:
         Passes over each layer's captured activations during distillation.
     batch_tokens:
@@ -71,13 +79,17 @@ class MoESizes:
 
     model: str = "smollm2-135m"
     train_tokens: int = 100_000
-    heldout_tokens: int = 20_000
+    heldout_tokens: int = 16_384
     seq_len: int = 512
     num_experts: int = 8
-    epochs: int = 2
+    method: str = "kmeans"
+    valid_tokens: int = 4096
+    target_reduction: float = 0.2
+    front_evals: int = 3
+    epochs: int = 1
     batch_tokens: int = 1024
     lr: float = 1e-4
-    eval_items: int | None = None
+    eval_items: int | None = 100
     latency_tokens: int = 512
 
 
@@ -90,38 +102,55 @@ class EvalSizes:
     model:
         Model-zoo name or hub id of the model evaluated.
     max_items:
-        Items per task (``None`` = all).
+        Items per task and language (``None`` = all).
     bootstrap:
         Bootstrap resamples for confidence intervals.
     use_datasets:
         Whether chapters may load public benchmarks through ``datasets`` (workstation only).
+    shots:
+        Few-shot examples per item on the book's parallel set (from its ``fewshot.jsonl``).
+    public_tasks:
+        Public benchmarks (registry names, ``task:config``) the chapters run when ``use_datasets``.
+    public_max_items:
+        Items per public benchmark (``None`` = all).
+    tokenizers:
+        Extra tokenizers (model names) for the fertility chapter, besides ``model``'s.
+    batch_size:
+        Contexts per forward pass (``None``: a token budget).
     """
 
     model: str = "smollm2-135m"
     max_items: int | None = None
     bootstrap: int = 2000
     use_datasets: bool = False
+    shots: int = 1
+    public_tasks: tuple[str, ...] = ()
+    public_max_items: int | None = None
+    tokenizers: tuple[str, ...] = ()
+    batch_size: int | None = None
 
 
 @dataclass(frozen=True)
 class FlagellaSizes:
-    """Part III (flagellar hydrodynamics) resolutions.
+    """Part III (flagellar hydrodynamics) resolutions. Every profile runs the same cells; only these change.
 
     Attributes
     ----------
     population_cells:
-        Simulated cells in the population "experiment".
+        Simulated cells in the population "experiment" (the chapter asks for ≥ 1e5).
     stokeslet_points:
-        Blobs per sphere in the regularized-Stokeslet validation (largest size).
+        Blobs on the largest sphere of the regularized-Stokeslet validation (the sweep runs from 200
+        up to this; the 0.5 % accuracy target is reached at 2000).
     bundle_points_per_turn:
-        Blobs per helical turn of each filament in the interacting-bundle computation.
+        Stokeslet segments per helical turn of each filament in the interacting bundle (32 is
+        converged to < 1 % against 48; the result is cached on disk).
     max_flagella:
-        Largest number of flagella in the bundle sweep.
+        Largest bundle in the Stokeslet sweep (must cover N(L) = L + 2 up to L = 6 µm, i.e. ≥ 8).
     """
 
     population_cells: int = 100_000
     stokeslet_points: int = 2000
-    bundle_points_per_turn: int = 24
+    bundle_points_per_turn: int = 32
     max_flagella: int = 10
 
 
@@ -152,15 +181,17 @@ PROFILES: dict[str, Profile] = {
         description="CI-sized budgets; every chapter in minutes on 2 CPU cores",
         moe=MoESizes(
             train_tokens=8_192,
-            heldout_tokens=4_096,
+            heldout_tokens=2_048,
+            valid_tokens=1_024,
             seq_len=256,
             epochs=1,
+            front_evals=2,
             eval_items=40,
             latency_tokens=256,
         ),
         evals=EvalSizes(max_items=40, bootstrap=500),
         flagella=FlagellaSizes(
-            population_cells=100_000, stokeslet_points=600, bundle_points_per_turn=12, max_flagella=6
+            population_cells=100_000, stokeslet_points=800, bundle_points_per_turn=16, max_flagella=8
         ),
     ),
     "cpu": Profile(
@@ -175,7 +206,8 @@ PROFILES: dict[str, Profile] = {
         moe=MoESizes(
             model="meta-llama/Llama-2-7b-hf",
             train_tokens=100_000,
-            heldout_tokens=100_000,
+            heldout_tokens=30_720,
+            valid_tokens=8_192,
             seq_len=2048,
             batch_tokens=4096,
             latency_tokens=2048,
@@ -184,8 +216,19 @@ PROFILES: dict[str, Profile] = {
             model="naver-hyperclovax/HyperCLOVAX-SEED-Text-Instruct-0.5B",
             bootstrap=10_000,
             use_datasets=True,
+            shots=5,
+            public_tasks=(
+                "kmmlu:Korean-History", "kmmlu:Accounting", "kmmlu:Math", "haerae:general_knowledge",
+                "haerae:history", "haerae:loan_word", "haerae:rare_word", "haerae:standard_nomenclature",
+                "click", "kobest_boolq", "kobest_copa", "kobest_hellaswag", "kobest_sentineg", "kobest_wic",
+            ),
+            public_max_items=1000,
+            tokenizers=("smollm2-135m",),
+            batch_size=16,
         ),
-        flagella=FlagellaSizes(stokeslet_points=4000, bundle_points_per_turn=32, max_flagella=12),
+        flagella=FlagellaSizes(
+            population_cells=1_000_000, stokeslet_points=4000, bundle_points_per_turn=48, max_flagella=12
+        ),
     ),
 }
 

@@ -1,0 +1,138 @@
+"""Benchmark of labkit.flagella: dense regularized-Stokeslet assembly/solve, population, bundle sweep.
+
+Run: ``python benchmarks/bench_flagella.py`` (a few minutes on 2 cores; ``--quick`` for a smaller run).
+Measures, side by side in one run:
+
+1. the machine's bounds: dgemm GFLOP/s (``numpy.dot`` of two 3000² matrices) and copy bandwidth
+   (``numpy.copyto`` of a 400 MB array, read + write bytes);
+2. mobility assembly (time, GB/s of matrix written, fraction of copy bandwidth) and Cholesky solve with
+   6 right-hand sides (time, GFLOP/s, fraction of dgemm; also with one BLAS thread when
+   ``threadpoolctl`` is installed) for 500–4000 blobs, peak traced memory;
+3. the vectorised 1e5-cell population solve;
+4. the Stokeslet bundle propulsion matrix for N = 1…10 at converged resolution (48 segments per turn;
+   the change from 32 per turn is printed as the convergence check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+import tracemalloc
+
+import numpy as np
+import scipy.linalg as sla
+
+from labkit.flagella import (
+    bundle_resistance_matrix,
+    ecoli,
+    fibonacci_sphere,
+    mobility_matrix,
+    population_experiment,
+)
+from labkit.flagella.stokeslets import rigid_motion_basis
+
+try:  # optional: compare the multi-threaded solve with one BLAS thread (robust under CPU contention)
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
+
+def best(fn, repeat=3):
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts), out
+
+
+def machine_bounds() -> tuple[float, float]:
+    a = np.random.default_rng(0).random((3000, 3000))
+    t, _ = best(lambda: a @ a, 3)
+    gflops = 2 * 3000**3 / t / 1e9
+    big = np.ones(50_000_000)
+    dst = np.empty_like(big)
+    t, _ = best(lambda: np.copyto(dst, big), 5)
+    gbs = 2 * big.nbytes / t / 1e9
+    return gflops, gbs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (CI smoke)")
+    args = ap.parse_args()
+    sizes = [500, 1000, 2000] if args.quick else [500, 1000, 2000, 4000]
+    nmax = 4 if args.quick else 10
+
+    gflops, gbs = machine_bounds()
+    print(f"machine bounds: dgemm {gflops:.1f} GFLOP/s, copy bandwidth {gbs:.1f} GB/s\n")
+
+    print("Regularized Stokeslets, sphere of n blobs (eps = 0.35 h), float64")
+    hdr = (
+        f"{'blobs':>6} {'unknowns':>8} {'assembly s':>10} {'GB/s':>6} {'frac BW':>7} "
+        f"{'cholesky s':>10} {'GFLOP/s':>8} {'frac FLOP':>9} {'1-thread s':>10} "
+        f"{'peak MB':>8} {'6πμa err':>9}"
+    )
+    print(hdr)
+    for n in sizes:
+        pts = fibonacci_sphere(n)
+        eps = 0.35 * math.sqrt(4 * math.pi / n)
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        M = mobility_matrix(pts, eps, 1.0)
+        t_asm = time.perf_counter() - t0
+        K = rigid_motion_basis(pts)
+        t_one = float("nan")
+        if threadpool_limits is not None:
+            with threadpool_limits(1):
+                Mc = M.copy()
+                t0 = time.perf_counter()
+                sla.cho_factor(Mc, lower=True, overwrite_a=True, check_finite=False)
+                t_one = time.perf_counter() - t0
+                del Mc
+        t0 = time.perf_counter()
+        cf = sla.cho_factor(M, lower=True, overwrite_a=True, check_finite=False)
+        f = sla.cho_solve(cf, K, check_finite=False)
+        t_sol = time.perf_counter() - t0
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        R = K.T @ f
+        m = 3 * n
+        asm_gbs = 8 * m * m / t_asm / 1e9
+        sol_gflops = (m**3 / 3 + 2 * 6 * m * m) / t_sol / 1e9
+        err = abs(R[0, 0] / (6 * math.pi) - 1)
+        print(
+            f"{n:>6} {m:>8} {t_asm:>10.3f} {asm_gbs:>6.2f} {asm_gbs / gbs:>7.2f} {t_sol:>10.3f} "
+            f"{sol_gflops:>8.1f} {sol_gflops / gflops:>9.2f} {t_one:>10.3f} {peak / 1e6:>8.0f} {err:>9.2e}"
+        )
+        del M, cf, f
+
+    p = ecoli()
+    population_experiment(p, 1000)  # warm-up
+    t_pop, _ = best(lambda: population_experiment(p, 100_000), 5)
+    print(f"\npopulation: 1e5 cells (sampling + vectorised solve) {t_pop * 1e3:.1f} ms (target ≤ 1 s)")
+
+    print(f"\nStokeslet bundle (cable, eps = √e·a), N = 1…{nmax}")
+    print(
+        f"{'N':>3} {'segments':>8} {'time 48/turn s':>14} {'A':>10} {'B':>10} {'D':>10} {'Δ vs 32/turn':>12}"
+    )
+    total = 0.0
+    for n in range(1, nmax + 1):
+        t0 = time.perf_counter()
+        M48 = bundle_resistance_matrix(p, n, points_per_turn=48)
+        dt = time.perf_counter() - t0
+        total += dt
+        M32 = bundle_resistance_matrix(p, n, points_per_turn=32)
+        idx = [(2, 2), (2, 5), (5, 5)]
+        rel = max(abs(M48[i, j] / M32[i, j] - 1) for i, j in idx)
+        segs = n * math.ceil(p.helix().turns * 48)
+        print(
+            f"{n:>3} {segs:>8} {dt:>14.2f} {M48[2, 2]:>10.3e} {M48[2, 5]:>10.3e} {M48[5, 5]:>10.3e} "
+            f"{rel:>12.2e}"
+        )
+    print(f"total bundle sweep N=1…{nmax} at 48/turn: {total:.1f} s (target ≤ 120 s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Part III: swimming of uni- and multiflagellar bacteria (numpy/scipy only; importing never loads torch).
+
+Reproduces the mechanism of Kamdar, Ghosh et al. (PNAS 120:e2310952120, 2023; arXiv 2212.13632):
+peritrichous bacteria keep their speed as they grow because N(L) flagella share the load, so each motor
+spins faster; a uniflagellar cell slows down with size.
+
+Modules
+-------
+:mod:`~labkit.flagella.params`
+    :func:`ecoli` — the E. coli parameter set with sources (:class:`SwimmerParams`).
+:mod:`~labkit.flagella.rft`
+    Resistive force theory: :class:`Helix` and its propulsion matrix ``(A, B, D)``.
+:mod:`~labkit.flagella.body`
+    :func:`spheroid_drag` (exact prolate spheroid), :func:`cylinder_drag`.
+:mod:`~labkit.flagella.motor`
+    :class:`MotorCurve` (knee-type torque–speed curve), :class:`ConstantSpeedMotor`.
+:mod:`~labkit.flagella.swim`
+    :func:`swim` — force- and torque-free balance with the motor curve, vectorised.
+:mod:`~labkit.flagella.bundle`
+    N-flagella bundle models: independent, thick helix, regularized Stokeslets.
+:mod:`~labkit.flagella.stokeslets`
+    Regularized Stokeslets and Stokeslet segments, :func:`resistance_matrix`.
+:mod:`~labkit.flagella.validation`
+    Sphere and slender-spheroid checks of the Stokeslet solvers (cached on disk).
+:mod:`~labkit.flagella.population`
+    The simulated population experiment, binned U(L), slope fit.
+
+Units: SI everywhere (m, s, N, Pa·s, rad/s); :func:`hz` and :func:`rad_per_s` convert rates.
+"""
+
+from .body import cylinder_drag, spheroid_drag, spheroid_resistance_functions
+from .bundle import (
+    BUNDLE_MODELS,
+    IndependentBundle,
+    StokesletBundle,
+    ThickHelixBundle,
+    bundle_helices,
+    bundle_model,
+    bundle_resistance_matrix,
+    stokeslet_bundle,
+)
+from .errors import FlagellaError
+from .motor import ConstantSpeedMotor, MotorCurve, hz, rad_per_s
+from .params import DARNTON_2007, SOURCES, Measurement, SwimmerParams, ecoli
+from .population import (
+    Population,
+    SlopeFit,
+    binned_mean,
+    fit_slope,
+    flagella_number,
+    population_experiment,
+    sample_lengths,
+)
+from .rft import Helix, drag_coefficients
+from .stokeslets import (
+    SQRT_E,
+    fibonacci_sphere,
+    filament_resistance_matrix,
+    mobility_matrix,
+    oseen_tensor,
+    resistance_matrix,
+    stokeslet_tensor,
+)
+from .swim import SwimResult, body_drag, calibrate_motor_scale, swim
+from .validation import SphereSweep, sphere_convergence, sphere_sizes, spheroid_centerline
+
+__all__ = [
+    "BUNDLE_MODELS",
+    "DARNTON_2007",
+    "SOURCES",
+    "SQRT_E",
+    "ConstantSpeedMotor",
+    "FlagellaError",
+    "Helix",
+    "IndependentBundle",
+    "Measurement",
+    "MotorCurve",
+    "Population",
+    "SlopeFit",
+    "SphereSweep",
+    "StokesletBundle",
+    "SwimResult",
+    "SwimmerParams",
+    "ThickHelixBundle",
+    "binned_mean",
+    "body_drag",
+    "bundle_helices",
+    "bundle_model",
+    "bundle_resistance_matrix",
+    "calibrate_motor_scale",
+    "cylinder_drag",
+    "drag_coefficients",
+    "ecoli",
+    "fibonacci_sphere",
+    "filament_resistance_matrix",
+    "fit_slope",
+    "flagella_number",
+    "hz",
+    "mobility_matrix",
+    "oseen_tensor",
+    "population_experiment",
+    "rad_per_s",
+    "resistance_matrix",
+    "sample_lengths",
+    "sphere_convergence",
+    "sphere_sizes",
+    "spheroid_centerline",
+    "spheroid_drag",
+    "spheroid_resistance_functions",
+    "stokeslet_bundle",
+    "stokeslet_tensor",
+    "swim",
+]

@@ -1,0 +1,302 @@
+"""Propulsion matrices of a bundle of N flagella: three models.
+
+``"independent"``
+    N helices that do not feel each other: ``(A, B, D)_N = N (A, B, D)_1`` (RFT).
+``"thick"``
+    The bundle as one helix of filament radius ``a√N`` (same cross-section area; the convention of
+    ``croelmiyn/RFTMultiflagella``), RFT.
+``"stokeslet"``
+    First principles: N identical coaxial helices, phase-shifted by ``2πk/N`` (a rigid intertwined
+    bundle turning about its axis), every filament discretised into regularized Stokeslet segments with
+    ``ε = √e · a`` (the blob size for which a line of blobs has the exact drag of a slender body of radius
+    ``a``; see :mod:`labkit.flagella.stokeslets`). All hydrodynamic interactions between filaments are
+    resolved by a dense solve. Results are cached on disk (``labkit.paths.cache_dir()/flagella``),
+    keyed by every input.
+
+Every model is an object with ``propulsion(n) -> (A, B, D)`` vectorised over integer ``n``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..paths import atomic_write_text, cache_dir
+from .errors import FlagellaError
+from .params import SwimmerParams
+from .rft import Helix
+from .stokeslets import SQRT_E, filament_resistance_matrix
+
+__all__ = [
+    "ARRANGEMENTS",
+    "BUNDLE_MODELS",
+    "IndependentBundle",
+    "StokesletBundle",
+    "ThickHelixBundle",
+    "bundle_helices",
+    "bundle_model",
+    "bundle_resistance_matrix",
+    "stokeslet_bundle",
+]
+
+BUNDLE_MODELS = ("independent", "thick", "stokeslet")
+_CACHE_VERSION = 1
+
+
+def _counts(n) -> np.ndarray:
+    arr = np.asarray(n)
+    if arr.size and (not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) or np.any(arr < 1)):
+        raise FlagellaError(f"n_flagella must be integers ≥ 1, got {np.ravel(arr)[:5].tolist()}")
+    return arr.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class IndependentBundle:
+    """N non-interacting RFT helices: ``(A, B, D)`` grow exactly like N."""
+
+    params: SwimmerParams
+    name: str = "independent"
+
+    def propulsion(self, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(A, B, D)`` in N·s/m, N·s, N·s·m for bundles of ``n`` flagella."""
+        k = _counts(n)
+        A, B, D = self.params.helix().propulsion_matrix(self.params.viscosity, self.params.drag_method)
+        return A * k, B * k, D * k
+
+
+@dataclass(frozen=True)
+class ThickHelixBundle:
+    """The bundle as one RFT helix of filament radius ``a√N``."""
+
+    params: SwimmerParams
+    name: str = "thick"
+
+    def propulsion(self, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(A, B, D)`` for bundles of ``n`` flagella (sub-linear in N, only through ln a)."""
+        k = _counts(n)
+        p = self.params
+        out = np.zeros((3,) + k.shape)
+        for m in np.unique(k):
+            a = min(p.filament_radius * math.sqrt(int(m)), 0.99 * p.helix_radius)
+            out[:, k == m] = np.array(p.helix(a).propulsion_matrix(p.viscosity, p.drag_method))[:, None]
+        return out[0], out[1], out[2]
+
+
+ARRANGEMENTS = ("cable", "spread")
+
+
+def _hex_offsets(n: int) -> np.ndarray:
+    """The ``n`` points of a unit hexagonal lattice nearest the origin (ties broken by angle), centred."""
+    m = int(math.ceil(math.sqrt(n))) + 2
+    ij = np.array([(i, j) for i in range(-m, m + 1) for j in range(-m, m + 1)], dtype=float)
+    pts = np.stack([ij[:, 0] + 0.5 * ij[:, 1], ij[:, 1] * math.sqrt(3) / 2], axis=1)
+    d = np.round(np.hypot(pts[:, 0], pts[:, 1]), 9)
+    ang = np.round(np.mod(np.arctan2(pts[:, 1], pts[:, 0]), 2 * math.pi), 9)
+    sel = pts[np.lexsort((ang, d))[:n]]
+    return sel - sel.mean(axis=0)
+
+
+def bundle_helices(
+    params: SwimmerParams, n: int, *, arrangement: str = "cable", spacing: float | None = None
+) -> list[Helix]:
+    """The N helices of a rigid bundle about the z axis.
+
+    ``arrangement="cable"`` (default)
+        Filaments packed side by side along the common helical path: their cross-section centres sit
+        on a hexagonal lattice of centre-to-centre ``spacing`` (default ``3a``) in the plane normal to
+        the path. A radial offset ``x`` gives a helix of radius ``R + x`` (same pitch and axial extent);
+        an offset ``y`` along the surface binormal is an axial shift ``y / sin ψ`` (a phase shift).
+    ``arrangement="spread"``
+        Coaxial multi-start helix: the same helix turned by ``2πk/N`` (filaments far apart).
+    """
+    n = int(_counts(n))
+    p = params
+    if arrangement == "spread":
+        return [
+            Helix(p.pitch, p.helix_radius, p.contour_length, p.filament_radius, p.chirality,
+                  phase=2 * math.pi * k / n)
+            for k in range(n)
+        ]
+    if arrangement != "cable":
+        raise FlagellaError(f"arrangement must be one of {ARRANGEMENTS}, got {arrangement!r}")
+    d = 3.0 * p.filament_radius if spacing is None else float(spacing)
+    if not (math.isfinite(d) and d >= 2.0 * p.filament_radius):
+        raise FlagellaError(
+            f"spacing must be at least the filament diameter {2 * p.filament_radius:g} m, got {d!r}"
+        )
+    base = p.helix()
+    psi, axial = base.pitch_angle, base.axial_length
+    out = []
+    for x, y in _hex_offsets(n) * d:
+        Rk = p.helix_radius + x
+        if Rk <= p.filament_radius:
+            raise FlagellaError(f"bundle of {n} filaments is too thick for helix radius {p.helix_radius:g} m")
+        psik = math.atan2(2 * math.pi * Rk, p.pitch)
+        phase = 2 * math.pi * (y / math.sin(psi)) / p.pitch
+        out.append(Helix(p.pitch, Rk, axial / math.cos(psik), p.filament_radius, p.chirality, phase=phase))
+    return out
+
+
+def bundle_resistance_matrix(
+    params: SwimmerParams,
+    n: int,
+    *,
+    points_per_turn: int = 24,
+    eps_factor: float = SQRT_E,
+    arrangement: str = "cable",
+    spacing: float | None = None,
+) -> np.ndarray:
+    """6×6 resistance matrix (about the origin on the bundle axis, z = bundle axis) of an N-filament bundle.
+
+    Regularized Stokeslet segments, ``points_per_turn`` segments per helical turn per filament,
+    ``ε = eps_factor · a``; geometry from :func:`bundle_helices`. Entries ``[2, 2]``, ``[2, 5]``,
+    ``[5, 5]`` are the bundle's ``A, B, D``.
+    """
+    if not (eps_factor > 0 and math.isfinite(eps_factor)):
+        raise FlagellaError(f"eps_factor must be positive, got {eps_factor!r}")
+    helices = bundle_helices(params, n, arrangement=arrangement, spacing=spacing)
+    lines = [h.polyline(points_per_turn) for h in helices]
+    return filament_resistance_matrix(lines, eps_factor * params.filament_radius, params.viscosity)
+
+
+def _key(params: SwimmerParams, n: int, points_per_turn: int, eps_factor: float, arrangement: str,
+         spacing: float | None) -> str:
+    blob = json.dumps(
+        {
+            "v": _CACHE_VERSION,
+            "pitch": params.pitch,
+            "R": params.helix_radius,
+            "Lc": params.contour_length,
+            "a": params.filament_radius,
+            "chir": params.chirality,
+            "mu": params.viscosity,
+            "n": int(n),
+            "ppt": int(points_per_turn),
+            "epsf": float(eps_factor),
+            "arr": arrangement,
+            "spacing": spacing,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class StokesletBundle:
+    """Bundle propulsion computed from regularized Stokeslets, tabulated for ``n = 1 … n_max``.
+
+    Attributes
+    ----------
+    matrices:
+        ``{n: 6×6 resistance matrix}``.
+    points_per_turn:
+        Resolution used.
+    seconds:
+        ``{n: wall time of the solve}`` (0 for a cache hit).
+    """
+
+    matrices: dict[int, np.ndarray]
+    points_per_turn: int
+    seconds: dict[int, float] = field(default_factory=dict)
+    arrangement: str = "cable"
+    name: str = "stokeslet"
+
+    @property
+    def n_max(self) -> int:
+        """Largest tabulated N."""
+        return max(self.matrices)
+
+    def table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(n, A, B, D)`` arrays over the tabulated N."""
+        ns = np.array(sorted(self.matrices))
+        M = np.array([self.matrices[k] for k in ns])
+        return ns, M[:, 2, 2], M[:, 2, 5], M[:, 5, 5]
+
+    def propulsion(self, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(A, B, D)`` for integer ``n`` within the table.
+
+        Raises
+        ------
+        FlagellaError
+            If some ``n`` was not computed (rebuild with a larger ``n_max``).
+        """
+        k = _counts(n)
+        missing = sorted(set(np.unique(k).tolist()) - set(self.matrices))
+        if missing:
+            raise FlagellaError(
+                f"n_flagella={missing[:5]} not in the Stokeslet table (n_max={self.n_max}); "
+                "call stokeslet_bundle with a larger n_max"
+            )
+        ns, A, B, D = self.table()
+        idx = np.searchsorted(ns, k)
+        return A[idx], B[idx], D[idx]
+
+
+def stokeslet_bundle(
+    params: SwimmerParams,
+    n_max: int | Iterable[int] = 10,
+    *,
+    points_per_turn: int = 24,
+    eps_factor: float = SQRT_E,
+    arrangement: str = "cable",
+    spacing: float | None = None,
+    cache: bool = True,
+    progress: bool = False,
+) -> StokesletBundle:
+    """Compute (or load from the disk cache) the Stokeslet bundle matrices for ``n = 1 … n_max``.
+
+    Each N is cached in its own file as soon as it is solved, so an interrupted sweep resumes.
+    """
+    import time
+
+    ns = list(range(1, int(n_max) + 1)) if np.ndim(n_max) == 0 else [int(x) for x in n_max]
+    _counts(ns)
+    folder = cache_dir() / "flagella"
+    mats: dict[int, np.ndarray] = {}
+    secs: dict[int, float] = {}
+    it = ns
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(ns, desc="Stokeslet bundle", unit="N")
+    for n in it:
+        key = _key(params, n, points_per_turn, eps_factor, arrangement, spacing)
+        path = folder / f"bundle_{key}.json"
+        if cache and path.exists():
+            try:
+                mats[n] = np.array(json.loads(path.read_text())["matrix"])
+                secs[n] = 0.0
+                continue
+            except (ValueError, KeyError):
+                pass  # corrupt cache entry: recompute
+        t0 = time.perf_counter()
+        M = bundle_resistance_matrix(
+            params, n, points_per_turn=points_per_turn, eps_factor=eps_factor,
+            arrangement=arrangement, spacing=spacing,
+        )
+        secs[n] = time.perf_counter() - t0
+        mats[n] = M
+        if cache:
+            atomic_write_text(path, json.dumps({"n": n, "ppt": points_per_turn, "matrix": M.tolist()}))
+    return StokesletBundle(mats, int(points_per_turn), secs, arrangement=arrangement)
+
+
+def bundle_model(params: SwimmerParams, bundle="thick", **kwargs):
+    """Resolve ``bundle`` (a model name or an object with ``propulsion``) to a model object.
+
+    ``"stokeslet"`` builds :func:`stokeslet_bundle` with ``kwargs`` (e.g. ``n_max``, ``points_per_turn``).
+    """
+    if hasattr(bundle, "propulsion"):
+        return bundle
+    if bundle == "independent":
+        return IndependentBundle(params)
+    if bundle == "thick":
+        return ThickHelixBundle(params)
+    if bundle == "stokeslet":
+        return stokeslet_bundle(params, **kwargs)
+    raise FlagellaError(f"bundle must be one of {BUNDLE_MODELS} or a model object, got {bundle!r}")

@@ -1,0 +1,157 @@
+"""The E. coli parameter set, with the source and confidence of every value.
+
+Confidence tags follow the project's reference notes: **[V]** checked in the named primary source
+(abstract, page excerpt or public code), **[R]** recalled from the literature and not re-checked here,
+**[C]** a modelling choice. All values are SI.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+
+from .errors import FlagellaError, check_positive
+from .motor import MotorCurve
+from .rft import DRAG_METHODS, Helix
+
+__all__ = ["DARNTON_2007", "Measurement", "SOURCES", "SwimmerParams", "ecoli"]
+
+#: Source and confidence of each default value of :func:`ecoli`.
+SOURCES: dict[str, str] = {
+    "body_length": "2.5 ± 0.6 µm, Darnton et al. 2007 Table 1 [R]",
+    "body_width": "0.88 ± 0.09 µm, Darnton et al. 2007 Table 1 [R]",
+    "pitch": "2.22 ± 0.20 µm, Darnton et al. 2007 Table 1 [R] "
+    "(2.3 µm in its introduction, after Turner et al. 2000 [V])",
+    "helix_radius": "0.2 µm (helix diameter 0.4 µm), Darnton et al. 2007 introduction "
+    "after Turner et al. 2000 [V]",
+    "contour_length": "7.3 ± 2.3 µm, Darnton et al. 2007 Table 1 [R]",
+    "filament_radius": "10 nm (diameter ≈ 20 nm), as used in croelmiyn/RFTMultiflagella [V code]",
+    "viscosity": "1 mPa·s, water at room temperature (RFTMultiflagella default) [V code]",
+    "stall_torque": "1300 pN·nm near stall at room temperature, Yuan & Berg review abstract [V] "
+    "(1260 pN·nm, Reid et al. 2006 [R])",
+    "knee_rate": "170 Hz at ~23 °C, Chen & Berg 2000 [R]; the knee shape itself [V]",
+    "zero_load_rate": "~330 Hz at room temperature, Yuan & Berg review abstract [V]",
+    "chirality": "left-handed normal filament, Darnton et al. 2007 introduction [V]",
+    "drag_method": "Lighthill (1976) RFT coefficients, as in RFTMultiflagella [C]",
+    "body_shape": "prolate spheroid of the measured length and width [C]",
+}
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measured mean ± standard deviation (SI units) with its source and confidence tag."""
+
+    mean: float
+    sd: float
+    source: str
+
+
+#: Swimming *E. coli* (strain and conditions of Darnton et al. 2007, J. Bacteriol. 189:1756), as recalled
+#: in the project's reference notes — **[R]**: not re-checked against the paper's tables here.
+DARNTON_2007: dict[str, Measurement] = {
+    "speed": Measurement(29e-6, 6e-6, "Darnton et al. 2007 [R]"),
+    "bundle_rate": Measurement(2 * math.pi * 131.0, 2 * math.pi * 28.0, "Darnton et al. 2007 [R]"),
+    "body_rate": Measurement(2 * math.pi * 23.0, 2 * math.pi * 8.0, "Darnton et al. 2007 [R]"),
+    "flagella": Measurement(3.4, float("nan"), "same strain, third-party note [T]"),
+}
+
+
+@dataclass(frozen=True)
+class SwimmerParams:
+    """Geometry, fluid and motor of a flagellated rod-shaped bacterium (SI units).
+
+    Attributes
+    ----------
+    body_length, body_width:
+        Cell body length and width, m.
+    pitch, helix_radius, contour_length, filament_radius:
+        Flagellar helix pitch, helix radius, contour length and filament cross-section radius, m.
+    viscosity:
+        Dynamic viscosity μ, Pa·s.
+    motor:
+        Torque–speed curve of one motor (:class:`~labkit.flagella.motor.MotorCurve`).
+    chirality:
+        ``"left"`` or ``"right"`` handed filament.
+    drag_method:
+        RFT coefficients, ``"lighthill"`` or ``"gray-hancock"``.
+    body_shape:
+        ``"spheroid"`` (exact) or ``"cylinder"`` (Tirado–García de la Torre fit).
+
+    Raises
+    ------
+    FlagellaError
+        A non-positive / non-finite size or viscosity, ``filament_radius ≥ helix_radius``, a width above
+        the length of a spheroidal body, or an unknown option.
+    """
+
+    body_length: float = 2.5e-6
+    body_width: float = 0.88e-6
+    pitch: float = 2.22e-6
+    helix_radius: float = 0.2e-6
+    contour_length: float = 7.3e-6
+    filament_radius: float = 10e-9
+    viscosity: float = 1.0e-3
+    motor: MotorCurve = field(
+        default_factory=lambda: MotorCurve(1300e-21, 2 * math.pi * 170.0, 2 * math.pi * 330.0)
+    )
+    chirality: str = "left"
+    drag_method: str = "lighthill"
+    body_shape: str = "spheroid"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            if f.type in ("float", float):
+                object.__setattr__(self, f.name, check_positive(f.name, getattr(self, f.name)))
+        if not isinstance(self.motor, MotorCurve):
+            raise FlagellaError(f"motor must be a MotorCurve, got {type(self.motor).__name__}")
+        if self.drag_method not in DRAG_METHODS:
+            raise FlagellaError(f"drag_method must be one of {DRAG_METHODS}, got {self.drag_method!r}")
+        if self.body_shape not in ("spheroid", "cylinder"):
+            raise FlagellaError(f"body_shape must be 'spheroid' or 'cylinder', got {self.body_shape!r}")
+        if self.body_shape == "spheroid" and self.body_width > self.body_length:
+            raise FlagellaError(
+                f"body_width ({self.body_width:g} m) exceeds body_length ({self.body_length:g} m); "
+                "a spheroidal body must be prolate"
+            )
+        if self.contour_length < self.pitch:
+            raise FlagellaError(
+                f"contour_length ({self.contour_length:g} m) is shorter than one pitch ({self.pitch:g} m)"
+            )
+        self.helix()  # validates the helix geometry (filament thinner than the helix, chirality)
+
+    def helix(self, filament_radius: float | None = None) -> Helix:
+        """The flagellar :class:`~labkit.flagella.rft.Helix` (optionally with another filament radius)."""
+        return Helix(
+            self.pitch,
+            self.helix_radius,
+            self.contour_length,
+            self.filament_radius if filament_radius is None else filament_radius,
+            self.chirality,
+        )
+
+    def replace(self, **changes) -> SwimmerParams:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def table(self) -> list[tuple[str, str, str]]:
+        """Rows ``(quantity, value in display units, source)`` for the book."""
+        m = self.motor
+        rows = [
+            ("body length", f"{self.body_length * 1e6:.2f} µm", SOURCES["body_length"]),
+            ("body width", f"{self.body_width * 1e6:.2f} µm", SOURCES["body_width"]),
+            ("helix pitch", f"{self.pitch * 1e6:.2f} µm", SOURCES["pitch"]),
+            ("helix radius", f"{self.helix_radius * 1e6:.2f} µm", SOURCES["helix_radius"]),
+            ("contour length", f"{self.contour_length * 1e6:.1f} µm", SOURCES["contour_length"]),
+            ("filament radius", f"{self.filament_radius * 1e9:.0f} nm", SOURCES["filament_radius"]),
+            ("viscosity", f"{self.viscosity * 1e3:.2f} mPa·s", SOURCES["viscosity"]),
+            ("stall torque", f"{m.stall_torque * 1e21:.0f} pN·nm", SOURCES["stall_torque"]),
+            ("knee speed", f"{m.knee_rate / (2 * math.pi):.0f} Hz", SOURCES["knee_rate"]),
+            ("zero-load speed", f"{m.zero_load_rate / (2 * math.pi):.0f} Hz", SOURCES["zero_load_rate"]),
+            ("chirality", self.chirality, SOURCES["chirality"]),
+        ]
+        return rows
+
+
+def ecoli(**changes) -> SwimmerParams:
+    """The default *E. coli* parameter set (see :data:`SOURCES`), with optional overrides."""
+    return SwimmerParams(**changes)

@@ -1,0 +1,114 @@
+import math
+
+import numpy as np
+import pytest
+
+from labkit.flagella import (
+    ConstantSpeedMotor,
+    FlagellaError,
+    MotorCurve,
+    calibrate_motor_scale,
+    ecoli,
+    hz,
+    rad_per_s,
+    swim,
+)
+
+L = np.array([1.5, 2.5, 4.0, 6.0]) * 1e-6
+
+
+@pytest.mark.parametrize("bundle", ["independent", "thick"])
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_balance_residuals_are_machine_precision(bundle, n):
+    r = swim(ecoli(), n_flagella=n, body_length=L, bundle=bundle)
+    for key, v in r.residuals().items():
+        assert np.abs(v).max() < 1e-12, key
+
+
+def test_balance_by_hand():
+    r = swim(ecoli(), n_flagella=3)
+    # recompute each identity from the returned numbers only
+    assert r.zeta_T * r.speed == pytest.approx(r.B * r.bundle_rate - r.A * r.speed, rel=1e-12)
+    assert r.zeta_R * r.body_rate == pytest.approx(r.D * r.bundle_rate - r.B * r.speed, rel=1e-12)
+    assert r.zeta_R * r.body_rate == pytest.approx(3 * r.motor_torque, rel=1e-12)
+    assert r.motor_rate == pytest.approx(r.bundle_rate + r.body_rate)
+    assert r.motor_torque == pytest.approx(ecoli().motor.torque(r.motor_rate), rel=1e-12)
+
+
+def test_matches_independent_rft_script():
+    # reference notes §1.3 [C] table (Lighthill, thick bundle, τ0=1260 pN nm, knee 170 Hz, ω0=300 Hz)
+    p = ecoli(motor=MotorCurve(1260e-21, rad_per_s(170), rad_per_s(300)))
+    r1 = swim(p, body_length=L)
+    rn = swim(p, body_length=L, n_flagella=np.rint(L * 1e6 + 2))
+    assert r1.speed * 1e6 == pytest.approx([36.7, 35.6, 33.2, 30.2], abs=0.06)
+    assert rn.speed * 1e6 == pytest.approx([45.0, 45.0, 44.7, 42.8], abs=0.06)
+    assert hz(rn.motor_rate) == pytest.approx([270, 268, 276, 280], abs=0.6)
+    assert rn.motor_torque * 1e21 == pytest.approx([289, 310, 237, 196], abs=0.6)
+
+
+def test_uniflagellar_speed_falls_with_length_and_multiflagellar_stays_flat():
+    Ls = np.linspace(1.5, 6.0, 19) * 1e-6
+    u1 = swim(ecoli(), body_length=Ls).speed
+    assert np.all(np.diff(u1) < 0)
+    assert u1[-1] / u1[0] - 1 < -0.15
+    un = swim(ecoli(), body_length=Ls, n_flagella=np.rint(Ls * 1e6 + 2)).speed
+    assert (un.max() - un.min()) / un.mean() < 0.10
+
+
+def test_speed_scales_as_inverse_viscosity_under_constant_torque():
+    mot = MotorCurve.constant_torque(1e-18)
+    u = [swim(ecoli(viscosity=mu), n_flagella=2, motor=mot).speed for mu in (1e-3, 2e-3, 5e-3)]
+    assert u[0] / u[1] == pytest.approx(2.0, rel=1e-12)
+    assert u[0] / u[2] == pytest.approx(5.0, rel=1e-12)
+    # with the knee the motor speeds up under light load, so speed is *not* simply ∝ 1/μ
+    uk = [swim(ecoli(viscosity=mu), n_flagella=2).speed for mu in (1e-3, 2e-3)]
+    assert uk[0] / uk[1] < 1.9
+
+
+def test_constant_torque_thick_bundle_spins_unphysically_fast():
+    r = swim(ecoli(), n_flagella=4, motor=MotorCurve.constant_torque(1.3e-18))
+    assert hz(r.motor_rate) > 1000
+
+
+def test_constant_speed_motor_and_large_body_limit():
+    r = swim(ecoli(), motor=ConstantSpeedMotor(rad_per_s(200.0)))
+    assert hz(r.motor_rate) == pytest.approx(200.0)
+    # a huge rotational body drag pins the body: Ω_b → 0, ω_f → ω_m
+    big = swim(ecoli(body_width=6e-6, body_length=60e-6), motor=ConstantSpeedMotor(1000.0))
+    assert big.body_rate / big.motor_rate < 1e-3
+
+
+def test_motor_scale_is_a_torque_multiplier():
+    p = ecoli()
+    r = swim(p, n_flagella=np.array([1, 4]), motor_scale=np.array([0.5, 2.0]))
+    assert np.all(np.abs(r.residuals()["force"]) < 1e-12)
+    s = calibrate_motor_scale(p, rad_per_s(131.0), n_flagella=4)
+    assert hz(swim(p, n_flagella=4, motor_scale=s).bundle_rate) == pytest.approx(131.0, rel=1e-9)
+
+
+def test_vectorised_population_size():
+    Ls = np.random.default_rng(0).uniform(1.5e-6, 6e-6, 100_000)
+    r = swim(ecoli(), body_length=Ls, n_flagella=np.rint(Ls * 1e6 + 2))
+    assert r.speed.shape == (100_000,) and np.all(np.isfinite(r.speed))
+
+
+def test_bad_inputs():
+    with pytest.raises(FlagellaError, match="body_length"):
+        swim(ecoli(), body_length=[2e-6, -1e-6])
+    with pytest.raises(FlagellaError, match="n_flagella"):
+        swim(ecoli(), n_flagella=0)
+    with pytest.raises(FlagellaError, match="n_flagella"):
+        swim(ecoli(), n_flagella=2.5)
+    with pytest.raises(FlagellaError, match="bundle"):
+        swim(ecoli(), bundle="rope")
+    with pytest.raises(FlagellaError, match="params"):
+        swim({"viscosity": 1e-3})
+    with pytest.raises(FlagellaError, match="viscosity"):
+        ecoli(viscosity=-1.0)
+    with pytest.raises(FlagellaError, match="filament_radius"):
+        ecoli(filament_radius=0.25e-6)
+    with pytest.raises(FlagellaError, match="body_width"):
+        ecoli(body_width=3e-6)
+    with pytest.raises(FlagellaError, match="target_bundle_rate"):
+        calibrate_motor_scale(ecoli(), -1.0)
+    assert math.isfinite(float(swim(ecoli()).speed))
