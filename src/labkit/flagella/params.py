@@ -1,8 +1,14 @@
 """The E. coli parameter set, with the source and confidence of every value.
 
 Confidence tags follow the project's reference notes: **[V]** checked in the named primary source
-(abstract, page excerpt or public code), **[R]** recalled from the literature and not re-checked here,
-**[C]** a modelling choice. All values are SI.
+(abstract, page excerpt or public code), **[S]** checked in a named secondary source that restates the
+primary's value (the primary's own table was not read), **[T]** a third-party note, **[R]** recalled from
+the literature and not re-checked here, **[C]** a modelling choice. All values are SI.
+
+The secondary source for Darnton et al. 2007 is Das & Lauga, "Computing the motor torque of
+*Escherichia coli*", arXiv:1806.09694v1 (2018): §2.1 ("The cell body is 2.5 µm long and 0.88 µm wide
+... the radius of the helix is 0.2 µm ... 29 µm/s and 2π × 131 Hz"), §3 ("identical pitch,
+λ = 2.22 µm"), Table II (body rotation 23 Hz) and Table V (motor-torque literature values).
 """
 
 from __future__ import annotations
@@ -18,18 +24,21 @@ __all__ = ["DARNTON_2007", "Measurement", "SOURCES", "SwimmerParams", "ecoli"]
 
 #: Source and confidence of each default value of :func:`ecoli`.
 SOURCES: dict[str, str] = {
-    "body_length": "2.5 ± 0.6 µm, Darnton et al. 2007 Table 1 [R]",
-    "body_width": "0.88 ± 0.09 µm, Darnton et al. 2007 Table 1 [R]",
-    "pitch": "2.22 ± 0.20 µm, Darnton et al. 2007 Table 1 [R] "
-    "(2.3 µm in its introduction, after Turner et al. 2000 [V])",
+    "body_length": "2.5 µm, Darnton et al. 2007 via Das & Lauga 2018 §2.1 [S]; the ± 0.6 µm spread [R]",
+    "body_width": "0.88 µm, Darnton et al. 2007 via Das & Lauga 2018 §2.1 [S]; the ± 0.09 µm spread [R]",
+    "pitch": "2.22 µm, Darnton et al. 2007 via Das & Lauga 2018 §3 [S]; the ± 0.20 µm spread [R] "
+    "(2.3 µm in Darnton's introduction, after Turner et al. 2000 [V])",
     "helix_radius": "0.2 µm (helix diameter 0.4 µm), Darnton et al. 2007 introduction "
-    "after Turner et al. 2000 [V]",
-    "contour_length": "7.3 ± 2.3 µm, Darnton et al. 2007 Table 1 [R]",
+    "after Turner et al. 2000 [V]; R = 0.2 µm also in Das & Lauga 2018 §2.1 [S]",
+    "contour_length": "7.3 ± 2.3 µm, Darnton et al. 2007 Table 1 [R] "
+    "(Das & Lauga 2018 §2.1 give only '∼7 µm' [S])",
     "filament_radius": "10 nm (diameter ≈ 20 nm), as used in croelmiyn/RFTMultiflagella [V code]",
-    "viscosity": "1 mPa·s, water at room temperature (RFTMultiflagella default) [V code]",
+    "viscosity": "1 mPa·s, water at room temperature (RFTMultiflagella default) [V code]; "
+    "Darnton's motility buffer: 0.93 cP, Das & Lauga 2018 §3.1 [S]",
     "stall_torque": "1300 pN·nm near stall at room temperature, Yuan & Berg review abstract [V] "
-    "(1260 pN·nm, Reid et al. 2006 [R])",
-    "knee_rate": "170 Hz at ~23 °C, Chen & Berg 2000 [R]; the knee shape itself [V]",
+    "(1260 ± 190 pN·nm, Reid et al. 2006, via Das & Lauga 2018 Table V [S])",
+    "knee_rate": "170 Hz at ~23 °C, Chen & Berg 2000 [R] (not found in any source searched); "
+    "the knee shape itself [V]",
     "zero_load_rate": "~330 Hz at room temperature, Yuan & Berg review abstract [V]",
     "chirality": "left-handed normal filament, Darnton et al. 2007 introduction [V]",
     "drag_method": "Lighthill (1976) RFT coefficients, as in RFTMultiflagella [C]",
@@ -46,13 +55,25 @@ class Measurement:
     source: str
 
 
-#: Swimming *E. coli* (strain and conditions of Darnton et al. 2007, J. Bacteriol. 189:1756), as recalled
-#: in the project's reference notes — **[R]**: not re-checked against the paper's tables here.
+#: Swimming *E. coli* (strain and conditions of Darnton et al. 2007, J. Bacteriol. 189:1756; cells in
+#: motility buffer, 0.93 cP). The **means** are confirmed **[S]** by Das & Lauga 2018 (arXiv:1806.09694v1),
+#: who restate Darnton's swimming-cell data set A: 29 µm/s and 131 Hz (§2.1, Table II), body 23 Hz
+#: (Table II). The **standard deviations** (± 6 µm/s, ± 28 Hz, ± 8 Hz) are **[R]**: Darnton's Table 1 itself
+#: could not be read here. The 3.4 flagella per cell is **[T]**: a third-party survey attributes it to the
+#: same strain (3.37 ± 1.59 filaments per cell in Turner, Ryu & Berg 2000); not checked in either paper.
 DARNTON_2007: dict[str, Measurement] = {
-    "speed": Measurement(29e-6, 6e-6, "Darnton et al. 2007 [R]"),
-    "bundle_rate": Measurement(2 * math.pi * 131.0, 2 * math.pi * 28.0, "Darnton et al. 2007 [R]"),
-    "body_rate": Measurement(2 * math.pi * 23.0, 2 * math.pi * 8.0, "Darnton et al. 2007 [R]"),
-    "flagella": Measurement(3.4, float("nan"), "same strain, third-party note [T]"),
+    "speed": Measurement(29e-6, 6e-6, "Darnton et al. 2007; mean [S] Das & Lauga 2018 §2.1, sd [R]"),
+    "bundle_rate": Measurement(
+        2 * math.pi * 131.0, 2 * math.pi * 28.0, "Darnton et al. 2007; mean [S] Das & Lauga 2018 §2.1, sd [R]"
+    ),
+    "body_rate": Measurement(
+        2 * math.pi * 23.0,
+        2 * math.pi * 8.0,
+        "Darnton et al. 2007; mean [S] Das & Lauga 2018 Table II, sd [R]",
+    ),
+    "flagella": Measurement(
+        3.4, float("nan"), "same strain, third-party note [T] (Turner et al. 2000: 3.37)"
+    ),
 }
 
 
