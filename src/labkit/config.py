@@ -88,7 +88,7 @@ class MoESizes:
     front_evals: int = 3
     epochs: int = 1
     batch_tokens: int = 1024
-    lr: float = 1e-4
+    lr: float = 1e-3
     eval_items: int | None = 100
     latency_tokens: int = 512
 
@@ -123,7 +123,7 @@ class EvalSizes:
     max_items: int | None = None
     bootstrap: int = 2000
     use_datasets: bool = False
-    shots: int = 1
+    shots: int = 0
     public_tasks: tuple[str, ...] = ()
     public_max_items: int | None = None
     tokenizers: tuple[str, ...] = ()
@@ -180,16 +180,16 @@ PROFILES: dict[str, Profile] = {
         name="smoke",
         description="CI-sized budgets; every chapter in minutes on 2 CPU cores",
         moe=MoESizes(
-            train_tokens=8_192,
-            heldout_tokens=2_048,
-            valid_tokens=1_024,
+            train_tokens=4_096,
+            heldout_tokens=1_024,
+            valid_tokens=512,
             seq_len=256,
             epochs=1,
             front_evals=2,
-            eval_items=40,
-            latency_tokens=256,
+            eval_items=24,
+            latency_tokens=128,
         ),
-        evals=EvalSizes(max_items=40, bootstrap=500),
+        evals=EvalSizes(max_items=30, bootstrap=500, shots=0),
         flagella=FlagellaSizes(
             population_cells=100_000, stokeslet_points=800, bundle_points_per_turn=16, max_flagella=8
         ),

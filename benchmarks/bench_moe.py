@@ -1,0 +1,150 @@
+"""MoE dispatch efficiency: labkit's MoEBlock vs transformers' MixtralSparseMoeBlock vs the dense FFN.
+
+SmolLM2-135M MLP shape (d=576, f=1536), a 4096-token prefill and a 1-token decode, for
+N ∈ {4, 8, 16} experts and k/N ∈ {1/4, 1/2, 3/4}. Efficiency = (k/N) · t_dense / t_moe: 1.0 means
+the MoE is exactly as much faster than dense as its activated fraction predicts. All timings are
+measured side by side in one run (round-robin, median of repeats), on whatever device is present.
+
+    python benchmarks/bench_moe.py             # the table (a few minutes on 2 CPU cores)
+    python benchmarks/bench_moe.py --convert   # + end-to-end SmolLM2-135M conversion at the cpu
+                                               #   profile budget (100K tokens): wall time, peak RSS
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from labkit.moe.block import MoEBlock
+
+D, F = 576, 1536
+
+
+def dense_mlp() -> nn.Module:
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    torch.manual_seed(0)
+    return LlamaMLP(LlamaConfig(hidden_size=D, intermediate_size=F)).eval()
+
+
+def labkit_block(mlp: nn.Module, n: int, k: int) -> MoEBlock:
+    groups = list(torch.arange(F).chunk(n))
+    block = MoEBlock.from_dense(mlp, groups).eval()
+    nn.init.normal_(block.router.weight, std=0.05)
+    block.set_policy(f"top{k}")
+    return block
+
+
+def mixtral_block(n: int, k: int) -> nn.Module:
+    from transformers import MixtralConfig
+    from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+
+    cfg = MixtralConfig(hidden_size=D, intermediate_size=F // n, num_local_experts=n, num_experts_per_tok=k)
+    block = MixtralSparseMoeBlock(cfg).eval()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.02)
+    return block
+
+
+def _time(fn, x, inner: int) -> float:
+    t = time.perf_counter()
+    for _ in range(inner):
+        fn(x)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / inner
+
+
+def measure(fns: dict, x: torch.Tensor, inner: int, repeats: int) -> dict[str, float]:
+    """Round-robin timing of every function on ``x``; median seconds per call."""
+    for fn in fns.values():
+        fn(x)
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            samples[name].append(_time(fn, x, inner))
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def run_table(device: str, prefill_tokens: int, repeats: int) -> list[dict]:
+    mlp = dense_mlp().to(device)
+    rows = []
+    for n in (4, 8, 16):
+        for frac in (0.25, 0.5, 0.75):
+            k = int(n * frac)
+            lab = labkit_block(mlp, n, k).to(device)
+            mix = mixtral_block(n, k).to(device)
+            for phase, tokens, inner in (("prefill", prefill_tokens, 1), ("decode", 1, 50)):
+                x = torch.randn(1, tokens, D, device=device)
+                with torch.inference_mode():
+                    t = measure({"dense": mlp, "labkit": lab, "mixtral": mix}, x, inner, repeats)
+                rows.append(
+                    {
+                        "N": n,
+                        "k": k,
+                        "phase": phase,
+                        **{f"t_{a}": v for a, v in t.items()},
+                        "eff_labkit": frac * t["dense"] / t["labkit"],
+                        "eff_mixtral": frac * t["dense"] / t["mixtral"],
+                    }
+                )
+                print(_fmt(rows[-1]), flush=True)
+    return rows
+
+
+def _fmt(r: dict) -> str:
+    return (
+        f"| {r['N']:>2} | {r['k']:>2} | {r['phase']:<7} | {r['t_dense'] * 1e3:9.3f} "
+        f"| {r['t_labkit'] * 1e3:9.3f} "
+        f"| {r['t_mixtral'] * 1e3:9.3f} | {r['eff_labkit']:6.2f} | {r['eff_mixtral']:6.2f} |"
+    )
+
+
+def run_convert() -> None:
+    from labkit.moe import pipeline
+
+    cfg = pipeline.ConversionConfig.from_profile("cpu")
+    t = time.perf_counter()
+    _, _, rep = pipeline.convert(cfg, progress=True, use_cache=False)
+    stages = {k: round(v) for k, v in rep["stages_s"].items()}
+    print(
+        f"\nSmolLM2-135M conversion, {rep['tokens']['train']} tokens: wall {time.perf_counter() - t:.0f} s, "
+        f"peak RSS {rep['peak_rss_mb']:.0f} MB, stages {stages}"
+    )
+    print(
+        f"activated-parameter reduction {rep['reduction']:.1%}; validation perplexity dense "
+        f"{rep['valid_ppl']['dense']:.2f} vs MoE {rep['valid_ppl']['moe']:.2f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--tokens", type=int, default=4096, help="prefill tokens")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--convert", action="store_true", help="also time the SmolLM2 100K-token conversion")
+    args = ap.parse_args()
+    print(f"device={args.device} threads={torch.get_num_threads()} d={D} f={F} prefill={args.tokens} tokens")
+    print("times in ms; efficiency = (k/N)·t_dense/t_moe (1.0 = ideal)\n")
+    print("|  N |  k | phase   |  dense ms | labkit ms | mixtral ms | eff labkit | eff mixtral |")
+    print("|---:|---:|:--------|----------:|----------:|-----------:|-----------:|------------:|")
+    rows = run_table(args.device, args.tokens, args.repeats)
+    for phase in ("prefill", "decode"):
+        sel = [r for r in rows if r["phase"] == phase]
+        print(
+            f"\n{phase}: labkit efficiency {min(r['eff_labkit'] for r in sel):.2f}–"
+            f"{max(r['eff_labkit'] for r in sel):.2f}, Mixtral {min(r['eff_mixtral'] for r in sel):.2f}–"
+            f"{max(r['eff_mixtral'] for r in sel):.2f}"
+        )
+    if args.convert:
+        run_convert()
+
+
+if __name__ == "__main__":
+    main()

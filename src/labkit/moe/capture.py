@@ -1,0 +1,155 @@
+"""Stream every layer's MLP inputs (and optionally outputs) from a frozen model to disk.
+
+One ``.npy`` memory-mapped file per layer (``x_LLL.npy``, ``y_LLL.npy``), filled batch by batch by
+forward hooks, so RAM holds one batch of activations, never all layers' activations (a 7B model
+with 100K tokens writes ~26 GB in bfloat16 and needs none of it in memory). Files are written
+under temporary names and renamed when complete; ``meta.json`` marks a finished capture.
+bfloat16 is stored as its raw 16 bits (``uint16``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..paths import atomic_write_text
+from .construct import decoder_layers
+
+__all__ = ["ActivationStore", "capture_activations"]
+
+_STORE_DTYPES = {"bfloat16": (torch.bfloat16, np.uint16), "float32": (torch.float32, np.float32)}
+
+
+@dataclass(frozen=True)
+class ActivationStore:
+    """Captured activations in a folder: ``x(layer)``/``y(layer)`` return float32 tensors ``[T, d]``."""
+
+    folder: Path
+    num_layers: int
+    num_tokens: int
+    hidden_size: int
+    store_dtype: str
+    has_outputs: bool
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike) -> ActivationStore | None:
+        """The store in ``folder`` if a finished capture is there, else ``None``."""
+        meta = Path(folder) / "meta.json"
+        if not meta.is_file():
+            return None
+        m = json.loads(meta.read_text())
+        return cls(
+            Path(folder),
+            m["num_layers"],
+            m["num_tokens"],
+            m["hidden_size"],
+            m["store_dtype"],
+            m["has_outputs"],
+        )
+
+    def _load(self, prefix: str, layer: int, rows: slice | None = None) -> torch.Tensor:
+        arr = np.load(self.folder / f"{prefix}_{layer:03d}.npy", mmap_mode="r")
+        if rows is not None:
+            arr = arr[rows]
+        t = torch.from_numpy(np.array(arr))  # copy: writable and off the memmap
+        if self.store_dtype == "bfloat16":
+            t = t.view(torch.int16).view(torch.bfloat16)
+        return t.float()
+
+    def x(self, layer: int, rows: slice | None = None) -> torch.Tensor:
+        """MLP inputs of ``layer`` (float32)."""
+        return self._load("x", layer, rows)
+
+    def y(self, layer: int, rows: slice | None = None) -> torch.Tensor:
+        """Dense MLP outputs of ``layer`` (float32); only when captured with ``outputs=True``."""
+        if not self.has_outputs:
+            raise FileNotFoundError(f"{self.folder} holds no MLP outputs (captured with outputs=False)")
+        return self._load("y", layer, rows)
+
+    def nbytes(self) -> int:
+        """Bytes on disk."""
+        return sum(p.stat().st_size for p in self.folder.glob("*.npy"))
+
+
+def capture_activations(
+    model: torch.nn.Module,
+    blocks: torch.Tensor,
+    folder: str | os.PathLike,
+    *,
+    outputs: bool = False,
+    store_dtype: str = "bfloat16",
+    batch_size: int = 4,
+    progress: bool = True,
+) -> ActivationStore:
+    """Run ``model`` on token blocks ``[B, L]`` and stream each layer's MLP input (and output) to disk.
+
+    Reuses a finished capture already in ``folder``. ``store_dtype`` is ``"bfloat16"`` (half the
+    disk) or ``"float32"``. Only ``model.model`` runs (the LM head is skipped).
+    """
+    folder = Path(folder)
+    done = ActivationStore.open(folder)
+    if done is not None and done.num_tokens == blocks.numel() and (done.has_outputs or not outputs):
+        return done
+    if store_dtype not in _STORE_DTYPES:
+        raise ValueError(f"store_dtype={store_dtype!r} must be one of {sorted(_STORE_DTYPES)}")
+    tdt, ndt = _STORE_DTYPES[store_dtype]
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".*.npy"):  # leftovers of an interrupted capture
+        stale.unlink()
+    layers = decoder_layers(model)
+    n_tok = blocks.numel()
+    d = model.config.hidden_size
+    pid = os.getpid()
+    maps: dict[str, np.memmap] = {}
+    for i in range(len(layers)):
+        for prefix in ("x", "y") if outputs else ("x",):
+            tmp = folder / f".{prefix}_{i:03d}.{pid}.npy"
+            maps[f"{prefix}{i}"] = np.lib.format.open_memmap(tmp, mode="w+", dtype=ndt, shape=(n_tok, d))
+    offset = [0]
+
+    def to_np(t: torch.Tensor) -> np.ndarray:
+        t = t.detach().reshape(-1, d).to("cpu", tdt)
+        return t.view(torch.int16).numpy().view(np.uint16) if tdt == torch.bfloat16 else t.numpy()
+
+    hooks = []
+    for i, layer in enumerate(layers):
+
+        def hook(_mod, args, out, i=i):
+            x = args[0]
+            rows = x.shape[0] * x.shape[1]
+            maps[f"x{i}"][offset[0] : offset[0] + rows] = to_np(x)
+            if outputs:
+                maps[f"y{i}"][offset[0] : offset[0] + rows] = to_np(out)
+
+        hooks.append(layer.mlp.register_forward_hook(hook))
+    dev = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            for start in tqdm(range(0, blocks.shape[0], batch_size), desc="capture", disable=not progress):
+                ids = blocks[start : start + batch_size]
+                model.model(input_ids=ids.to(dev), use_cache=False)
+                offset[0] += ids.numel()
+    finally:
+        for h in hooks:
+            h.remove()
+    for key, mm in maps.items():
+        mm.flush()
+        prefix, i = key[0], int(key[1:])
+        del mm
+        os.replace(folder / f".{prefix}_{i:03d}.{pid}.npy", folder / f"{prefix}_{i:03d}.npy")
+    maps.clear()
+    meta = {
+        "num_layers": len(layers),
+        "num_tokens": n_tok,
+        "hidden_size": d,
+        "store_dtype": store_dtype,
+        "has_outputs": outputs,
+    }
+    atomic_write_text(folder / "meta.json", json.dumps(meta))
+    return ActivationStore(folder, len(layers), n_tok, d, store_dtype, outputs)

@@ -1,0 +1,244 @@
+"""Stage 1: layer-wise distillation of each MoE block into its dense FFN (LaDiMo Eq. 4).
+
+For layer ℓ with captured MLP inputs X_ℓ (frozen dense model, teacher-forced) and dense outputs
+Y_ℓ = FFN_ℓ(X_ℓ), train the block's router and experts on
+
+    L = MSE( MoE_ℓ(X_ℓ; top-k), Y_ℓ ) / mean(Y_ℓ²)
+
+(the MSE of Eq. 4 divided by a per-layer constant so one learning rate suits every layer). The
+number of experts k is drawn per step uniformly from ``train_k`` so the block works at every k the
+stage-2 search may later choose ("elastic" training). Y_ℓ needs no dense model: right after
+``moefy`` the block with all experts and unit weights *is* the dense FFN, so it is computed from
+the block before training starts.
+
+Before the MSE phase the router is warm-started by ridge regression of its logits onto
+``log ‖E_i(x)‖`` (the size of each expert's contribution; D2DMoE's router target), so the first
+top-k choices already follow the experts that matter.
+
+Layers are independent. Each finished layer is saved atomically as ``layer_LLL.safetensors`` +
+``layer_LLL.json``; a rerun loads finished layers and trains only the rest. Each layer's random
+stream is seeded by ``(seed, layer)``, so an interrupted and resumed run ends with weights identical
+to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from ..paths import atomic_write_text
+from .block import MoEBlock
+from .capture import ActivationStore
+from .construct import moe_blocks
+from .errors import CheckpointMismatchError, MoEError
+from .policies import TopK
+
+__all__ = ["DistillConfig", "LayerResult", "distill_layers", "fit_router"]
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Stage-1 hyper-parameters.
+
+    Attributes
+    ----------
+    epochs: passes over the layer's tokens.
+    batch_tokens: tokens per AdamW step.
+    lr: learning rate of the expert weights; the router uses ``lr * router_lr_scale``.
+    train_k: inclusive range ``(k_lo, k_hi)`` of experts per token drawn each step
+        (default ``(ceil(N/2), N-1)``).
+    router_fit: ridge warm start of the router before training.
+    seed: base seed (layer ℓ uses ``seed * 1_000_003 + ℓ``).
+    """
+
+    epochs: int = 1
+    batch_tokens: int = 1024
+    lr: float = 1e-3
+    router_lr_scale: float = 1.0
+    weight_decay: float = 0.0
+    train_k: tuple[int, int] | None = None
+    router_fit: bool = True
+    seed: int = 0
+
+    def key(self) -> str:
+        """Hash identifying this config (checkpoints of another config are refused)."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class LayerResult:
+    """Outcome of one layer: loss curve (normalised MSE per step), time, tokens."""
+
+    layer: int
+    losses: list[float]
+    initial_loss: float
+    final_loss: float
+    seconds: float
+    tokens: int
+    resumed: bool = False
+
+
+def fit_router(block: MoEBlock, x: torch.Tensor, ridge: float = 1e-2) -> None:
+    """Set router logits ≈ centred ``log ‖E_i(x)‖`` by ridge regression on inputs ``x`` ``[T, d]``."""
+    with torch.no_grad():
+        norms = block.expert_forward(x).norm(dim=-1).clamp_min(1e-8)  # [T, N]
+        target = norms.log()
+        target = target - target.mean(-1, keepdim=True)
+        xf = x.float()
+        a = xf.t() @ xf + ridge * x.shape[0] * torch.eye(x.shape[1], device=x.device) * xf.pow(2).mean()
+        w = torch.linalg.solve(a, xf.t() @ target.float())  # [d, N]
+        block.router.weight.copy_(w.t().to(block.router.weight.dtype))
+
+
+def _layer_seed(seed: int, layer: int) -> int:
+    return seed * 1_000_003 + layer
+
+
+def _train_layer(
+    block: MoEBlock, x: torch.Tensor, y: torch.Tensor, cfg: DistillConfig, layer: int, progress: bool
+) -> tuple[list[float], float, float]:
+    n = block.num_experts
+    lo, hi = cfg.train_k or (math.ceil(n / 2), max(1, n - 1))
+    if not 1 <= lo <= hi <= n:
+        raise MoEError(f"train_k=({lo}, {hi}) must satisfy 1 ≤ k_lo ≤ k_hi ≤ num_experts={n}")
+    gen = torch.Generator().manual_seed(_layer_seed(cfg.seed, layer))
+    scale = float(y.pow(2).mean()) + 1e-12
+    if cfg.router_fit:
+        sub = x[torch.randperm(x.shape[0], generator=gen)[:8192]]
+        fit_router(block, sub)
+    opt = torch.optim.AdamW(
+        [
+            {"params": [block.w1, block.w2], "lr": cfg.lr},
+            {"params": [block.router.weight], "lr": cfg.lr * cfg.router_lr_scale},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
+    t = x.shape[0]
+    bt = max(1, min(cfg.batch_tokens, t))
+    steps = cfg.epochs * math.ceil(t / bt)
+    losses: list[float] = []
+    with torch.no_grad():
+        probe = torch.arange(0, t, max(1, t // 2048))[:2048]
+        k_mid = (lo + hi) // 2
+        initial = float(((block(x[probe], policy=TopK(k_mid)) - y[probe]).pow(2).mean()) / scale)
+    block.train()
+    bar = tqdm(total=steps, desc=f"layer {layer}", leave=False, disable=not progress)
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(t, generator=gen)
+        for s in range(0, t, bt):
+            idx = perm[s : s + bt]
+            k = int(torch.randint(lo, hi + 1, (1,), generator=gen))
+            pred = block(x[idx], policy=TopK(k))
+            loss = (pred - y[idx]).pow(2).mean() / scale
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+    bar.close()
+    block.eval()
+    with torch.no_grad():
+        final = float(((block(x[probe], policy=TopK(k_mid)) - y[probe]).pow(2).mean()) / scale)
+    return losses, initial, final
+
+
+def _ckpt_paths(folder: Path, layer: int) -> tuple[Path, Path]:
+    return folder / f"layer_{layer:03d}.safetensors", folder / f"layer_{layer:03d}.json"
+
+
+def distill_layers(
+    model: torch.nn.Module,
+    store: ActivationStore,
+    checkpoint_dir: str | os.PathLike,
+    *,
+    config: DistillConfig | None = None,
+    progress: bool = True,
+    on_layer_done: Callable[[int], None] | None = None,
+) -> list[LayerResult]:
+    """Distil every MoE block of a moefied ``model`` layer by layer from captured inputs ``store``.
+
+    Finished layers found in ``checkpoint_dir`` (same config) are loaded instead of retrained.
+    ``on_layer_done(layer)`` is called after each layer's checkpoint is written (tests use it to
+    simulate an interruption).
+
+    Raises
+    ------
+    CheckpointMismatchError
+        If ``checkpoint_dir`` holds layers of another config or model shape.
+    """
+    cfg = config or DistillConfig()
+    blocks = moe_blocks(model)
+    if store.num_layers != len(blocks) or store.hidden_size != blocks[0].hidden_size:
+        raise CheckpointMismatchError(
+            f"activation store {store.folder} has {store.num_layers} layers × d={store.hidden_size}; "
+            f"the model has {len(blocks)} × d={blocks[0].hidden_size}"
+        )
+    folder = Path(checkpoint_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = cfg.key()
+    results: list[LayerResult] = []
+    dev = blocks[0].w1.device
+    for i in tqdm(range(len(blocks)), desc="distil layers", disable=not progress):
+        block = blocks[i]
+        wpath, mpath = _ckpt_paths(folder, i)
+        if wpath.is_file() and mpath.is_file():
+            meta = json.loads(mpath.read_text())
+            shape = [block.num_experts, block.expert_dim, block.hidden_size]
+            if meta.get("config_key") != key or meta.get("shape") != shape:
+                raise CheckpointMismatchError(
+                    f"{wpath} was written for config {meta.get('config_key')} / shape {meta.get('shape')}, "
+                    f"not {key} / {shape}; use another checkpoint_dir or delete it"
+                )
+            state = load_file(str(wpath), device=str(dev))
+            block.load_state_dict(state, strict=False)
+            results.append(
+                LayerResult(
+                    i,
+                    meta["losses"],
+                    meta["initial_loss"],
+                    meta["final_loss"],
+                    meta["seconds"],
+                    meta["tokens"],
+                    resumed=True,
+                )
+            )
+            continue
+        t0 = time.perf_counter()
+        dtype = block.w1.dtype
+        x = store.x(i).to(dev, dtype)
+        with torch.no_grad():
+            y = torch.cat([block(x[s : s + 4096]) for s in range(0, x.shape[0], 4096)])  # all experts = dense
+        block.float()
+        losses, initial, final = _train_layer(block, x.float(), y.float(), cfg, i, progress)
+        block.to(dtype)
+        seconds = time.perf_counter() - t0
+        state = {k: v.detach().contiguous().cpu() for k, v in block.state_dict().items()}
+        tmp = wpath.with_name(f".{wpath.name}.{os.getpid()}.tmp")
+        save_file(state, str(tmp))
+        os.replace(tmp, wpath)
+        meta = {
+            "layer": i,
+            "config_key": key,
+            "shape": [block.num_experts, block.expert_dim, block.hidden_size],
+            "losses": losses,
+            "initial_loss": initial,
+            "final_loss": final,
+            "seconds": seconds,
+            "tokens": int(x.shape[0]) * cfg.epochs,
+        }
+        atomic_write_text(mpath, json.dumps(meta))
+        results.append(LayerResult(i, losses, initial, final, seconds, int(x.shape[0]) * cfg.epochs))
+        del x, y
+        if on_layer_done is not None:
+            on_layer_done(i)
+    return results

@@ -1,0 +1,114 @@
+"""Evaluation helpers: held-out perplexity, multiple-choice accuracy, prefill/decode latency.
+
+Perplexity is ``exp(mean token NLL)`` over all next-token predictions inside the blocks.
+Multiple-choice items are scored by the summed log-probability of each continuation given the
+context (all continuations have the same length, so no length normalisation is needed).
+Latency is wall-clock (``time.perf_counter``; CUDA synchronised), median of repeats after a warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Sequence
+
+import torch
+from torch.nn import functional as F
+
+from .data import ChoiceItem
+
+__all__ = ["latency", "mc_accuracy", "perplexity"]
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def perplexity(model: torch.nn.Module, blocks: torch.Tensor, *, batch_size: int = 4) -> float:
+    """Perplexity of ``model`` on token blocks ``[B, L]`` (every position after the first is scored)."""
+    dev = _device(model)
+    nll, count = 0.0, 0
+    for s in range(0, blocks.shape[0], batch_size):
+        ids = blocks[s : s + batch_size].to(dev)
+        logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
+        nll += float(
+            F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum")
+        )
+        count += ids[:, 1:].numel()
+    return math.exp(nll / count)
+
+
+@torch.no_grad()
+def mc_accuracy(model: torch.nn.Module, items: Sequence[ChoiceItem], *, batch_size: int = 16) -> float:
+    """Fraction of items whose true continuation gets the highest log-probability."""
+    dev = _device(model)
+    rows, owners = [], []
+    for j, it in enumerate(items):
+        for c in it.choices:
+            rows.append(torch.cat([it.context, c]))
+            owners.append(j)
+    ctx = items[0].context.numel()
+    scores = []
+    for s in range(0, len(rows), batch_size):
+        ids = torch.stack(rows[s : s + batch_size]).to(dev)
+        logp = model(input_ids=ids, use_cache=False).logits[:, ctx - 1 : -1].float().log_softmax(-1)
+        scores.append(logp.gather(-1, ids[:, ctx:, None]).squeeze(-1).sum(-1).cpu())
+    score = torch.cat(scores).view(len(items), -1)
+    pred = score.argmax(-1)
+    answers = torch.tensor([it.answer for it in items])
+    return float((pred == answers).float().mean())
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+@torch.no_grad()
+def latency(
+    model: torch.nn.Module,
+    *,
+    prefill_tokens: int = 256,
+    decode_tokens: int = 16,
+    repeats: int = 3,
+    vocab: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Median prefill time (s for ``prefill_tokens``) and decode time per token (s) with a KV cache.
+
+    Decode: after a 32-token prompt, ``decode_tokens`` greedy single-token steps reuse the cache.
+    """
+    dev = _device(model)
+    vocab = vocab or model.config.vocab_size
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(vocab, (1, prefill_tokens), generator=gen).to(dev)
+    prompt = ids[:, :32]
+
+    def prefill() -> float:
+        _sync(dev)
+        t = time.perf_counter()
+        model(input_ids=ids, use_cache=False)
+        _sync(dev)
+        return time.perf_counter() - t
+
+    def decode() -> float:
+        out = model(input_ids=prompt, use_cache=True)
+        cache = out.past_key_values
+        nxt = out.logits[:, -1:].argmax(-1)
+        _sync(dev)
+        t = time.perf_counter()
+        for _ in range(decode_tokens):
+            out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            nxt = out.logits[:, -1:].argmax(-1)
+        _sync(dev)
+        return (time.perf_counter() - t) / decode_tokens
+
+    prefill()
+    decode()
+    return {
+        "prefill_s": statistics.median(prefill() for _ in range(repeats)),
+        "decode_s_per_token": statistics.median(decode() for _ in range(repeats)),
+    }

@@ -1,0 +1,212 @@
+"""Persistence: save/load a converted model, and export a Mixtral checkpoint for plain ``transformers``.
+
+``save_moe(model, folder)`` writes ``model.safetensors`` (all weights, tied ones once),
+``config.json`` (the base ``LlamaConfig``), ``labkit_moe.json`` (experts per layer, expert sizes,
+policies) and the tokenizer, into a temporary folder renamed at the end (never half-written).
+
+Mixtral export and the routing-weight normalisation difference: Mixtral weighs its k selected
+experts by ``softmax_S(r)_i`` (renormalised to sum one). labkit's ``"softmax"`` weighting uses
+``k · softmax_S(r)_i`` (mean one): top-k of the softmax equals top-k of the logits, so selections
+agree, and the factor k is folded into Mixtral's ``down_proj``, so the exported model gives the
+same logits. labkit's default ``"unit"`` weighting (every selected expert weighs 1) has no Mixtral
+equivalent: the export then keeps the same experts and selections but Mixtral applies its
+renormalised softmax weights (× k), so logits differ; call ``block.set_weighting("softmax")``
+and re-validate before exporting if exact agreement matters. Only a uniform top-k policy over
+equal-size experts maps onto Mixtral; other cases raise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_file
+
+from .block import MoEBlock
+from .construct import decoder_layers, moe_blocks
+from .errors import CheckpointMismatchError, MoEError
+from .policies import TopK, parse_policy
+
+__all__ = ["export_mixtral", "load_moe", "save_moe"]
+
+FORMAT = "labkit-moe/1"
+
+
+def _atomic_dir(target: Path, write) -> Path:
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        write(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def save_moe(
+    model: torch.nn.Module, folder: str | os.PathLike, tokenizer=None, *, extra: dict | None = None
+) -> Path:
+    """Save a moefied model (and optionally its tokenizer) to ``folder`` atomically."""
+    blocks = moe_blocks(model)
+    meta = {
+        "format": FORMAT,
+        "layers": [
+            {"expert_sizes": b.expert_sizes.tolist(), "policy": b.policy.spec(), "weighting": b.weighting}
+            for b in blocks
+        ],
+        "moe": getattr(model.config, "labkit_moe", None),
+        "extra": extra or {},
+    }
+
+    def write(tmp: Path) -> None:
+        model.config.to_json_file(str(tmp / "config.json"))
+        state = model.state_dict()
+        if getattr(model.config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)  # tied: stored once, as the input embeddings
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / "model.safetensors")
+        )
+        (tmp / "labkit_moe.json").write_text(json.dumps(meta, indent=1))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+
+    return _atomic_dir(Path(folder), write)
+
+
+def load_moe(
+    folder: str | os.PathLike, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+):
+    """Load a model saved by :func:`save_moe`; returns ``(model, tokenizer or None)``.
+
+    Raises
+    ------
+    CheckpointMismatchError
+        If the folder is not a labkit MoE checkpoint or its weights do not fit its config.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    meta_path = folder / "labkit_moe.json"
+    if not meta_path.is_file() or not (folder / "model.safetensors").is_file():
+        raise CheckpointMismatchError(
+            f"{folder} is not a labkit MoE checkpoint (no labkit_moe.json/model.safetensors)"
+        )
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT:
+        raise CheckpointMismatchError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT!r}")
+    config = AutoConfig.from_pretrained(str(folder))
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    model = model.to_empty(device="cpu")
+    layers = decoder_layers(model)
+    if len(layers) != len(meta["layers"]):
+        raise CheckpointMismatchError(
+            f"{folder}: config has {len(layers)} layers, labkit_moe.json {len(meta['layers'])}"
+        )
+    for layer, lm in zip(layers, meta["layers"], strict=True):
+        act = layer.mlp.act_fn
+        layer.mlp = MoEBlock(
+            config.hidden_size, lm["expert_sizes"], act, dtype=layer.mlp.gate_proj.weight.dtype
+        )
+        layer.mlp.policy = parse_policy(lm["policy"])
+        layer.mlp.set_weighting(lm.get("weighting", "unit"))
+    try:
+        missing, unexpected = load_model(model, str(folder / "model.safetensors"), strict=False)
+    except RuntimeError as err:
+        raise CheckpointMismatchError(f"{folder}: weights do not fit the saved config ({err})") from err
+    missing = [k for k in missing if not k.endswith("lm_head.weight")]
+    if missing or unexpected:
+        raise CheckpointMismatchError(f"{folder}: missing={missing[:5]} unexpected={unexpected[:5]}")
+    if getattr(config, "tie_word_embeddings", False):
+        model.tie_weights()
+    # meta-device init left non-persistent buffers (RoPE inv_freq) empty: rebuild them
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
+    if dtype is not None:
+        model.to(dtype)
+    if device is not None:
+        model.to(device)
+    model.eval()
+    tokenizer = None
+    if (folder / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    return model, tokenizer
+
+
+def export_mixtral(model: torch.nn.Module, folder: str | os.PathLike, tokenizer=None) -> Path:
+    """Write a ``MixtralForCausalLM`` checkpoint equivalent to ``model`` under its uniform top-k policy.
+
+    Raises
+    ------
+    MoEError
+        If the policy is not the same top-k in every layer, experts differ in size, or the number
+        of experts differs between layers.
+    """
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    blocks = moe_blocks(model)
+    pols = {b.policy for b in blocks}
+    if len(pols) != 1 or not isinstance(next(iter(pols)), TopK):
+        raise MoEError(
+            f"Mixtral export needs one top-k policy in every layer, got {sorted(p.spec() for p in pols)}"
+        )
+    k = next(iter(pols)).k
+    n = blocks[0].num_experts
+    if any(b.num_experts != n or len(set(b.expert_sizes.tolist())) != 1 for b in blocks):
+        raise MoEError("Mixtral export needs the same number of equal-size experts in every layer")
+    c = model.config
+    mcfg = MixtralConfig(
+        vocab_size=c.vocab_size,
+        hidden_size=c.hidden_size,
+        intermediate_size=blocks[0].expert_dim,
+        num_hidden_layers=c.num_hidden_layers,
+        num_attention_heads=c.num_attention_heads,
+        num_key_value_heads=c.num_key_value_heads,
+        head_dim=getattr(c, "head_dim", None),
+        hidden_act=c.hidden_act,
+        max_position_embeddings=c.max_position_embeddings,
+        rms_norm_eps=c.rms_norm_eps,
+        rope_parameters=getattr(c, "rope_parameters", None),
+        tie_word_embeddings=c.tie_word_embeddings,
+        num_local_experts=n,
+        num_experts_per_tok=k,
+        router_jitter_noise=0.0,
+        sliding_window=None,
+        bos_token_id=c.bos_token_id,
+        eos_token_id=c.eos_token_id,
+        pad_token_id=getattr(c, "pad_token_id", None),
+        attention_bias=getattr(c, "attention_bias", False),
+    )
+    if getattr(c, "attention_bias", False):
+        raise MoEError("Mixtral export does not support attention biases")
+    state = {}
+    for key, val in model.state_dict().items():
+        if ".mlp." in key:
+            continue
+        state[key] = val
+    for i, b in enumerate(blocks):
+        pre = f"model.layers.{i}.mlp."
+        state[pre + "gate.weight"] = b.router.weight.detach()
+        state[pre + "experts.gate_up_proj"] = b.w1.detach()
+        state[pre + "experts.down_proj"] = (b.w2.detach() * k).transpose(1, 2).contiguous()
+    mixtral = MixtralForCausalLM(mcfg).to(blocks[0].w1.dtype)
+    missing, unexpected = mixtral.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith("lm_head.weight")]
+    if missing or unexpected:
+        raise MoEError(f"Mixtral export mismatch: missing={missing[:5]} unexpected={unexpected[:5]}")
+    if mcfg.tie_word_embeddings:
+        mixtral.tie_weights()
+
+    def write(tmp: Path) -> None:
+        mixtral.save_pretrained(str(tmp))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+
+    return _atomic_dir(Path(folder), write)

@@ -1,0 +1,126 @@
+"""Routing policies, bad input, and activated-parameter accounting of labkit.moe."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from labkit import moe
+from labkit.models import tiny_llama
+from labkit.moe.accounting import llama_breakdown
+from labkit.moe.policies import SwitchK, TopK, TopP, parse_policy
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny ops are dominated by OpenMP synchronisation on a busy 2-core machine: use one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_parse_round_trip_and_unknown():
+    for spec in ["all", "top1", "top3", "topp0.8", "topp0.7:2-5", "switch0.5:2-4"]:
+        assert parse_policy(spec).spec() == spec
+        assert parse_policy(parse_policy(spec).spec()) == parse_policy(spec)
+    for bad in ["top", "bottom2", "topp", "switch0.5", 3, None]:
+        with pytest.raises(moe.UnknownPolicyError):
+            parse_policy(bad)
+
+
+def test_adaptive_rules_follow_their_formulas():
+    # routing weights p = softmax(logits): token 0 peaked, token 1 flat
+    logits = torch.log(torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.3, 0.3, 0.2, 0.2]]))
+    assert TopP(0.65).select(logits).sum(-1).tolist() == [1, 3]  # 0.7 ≥ .65; .3+.3 < .65 ≤ .8
+    assert TopP(0.65, 2, 2).select(logits).sum(-1).tolist() == [2, 2]
+    assert SwitchK(0.5, 1, 3).select(logits).sum(-1).tolist() == [1, 3]
+    mask = TopK(2).select(logits)
+    assert mask[0, 0] and mask.sum().item() == 4
+
+
+def test_set_policy_checks_values_and_lengths():
+    model, _ = tiny_llama("tiny-llama")
+    with pytest.raises(moe.UnsupportedModelError):
+        moe.set_policy(model, "top1")  # not moefied yet
+    moe.moefy(model, num_experts=4)
+    with pytest.raises(moe.UnknownPolicyError, match="1..4"):
+        moe.set_policy(model, "top5")
+    with pytest.raises(moe.UnknownPolicyError, match="one per layer"):
+        moe.set_policy(model, ["top1"])
+    moe.set_policy(model, ["top1", TopP(0.9)])
+    assert [b.policy.spec() for b in moe.moe_blocks(model)] == ["top1", "topp0.9"]
+
+
+def test_bad_input_to_moefy():
+    model, _ = tiny_llama("tiny-llama")
+    with pytest.raises(moe.UnknownMethodError, match="spectral"):
+        moe.moefy(model, num_experts=4, method="spectral")
+    with pytest.raises(moe.MoEError, match="num_experts"):
+        moe.moefy(model, num_experts=1)
+    with pytest.raises(moe.MoEError, match="num_experts"):
+        moe.moefy(model, num_experts=10_000)
+    with pytest.raises(moe.MoEError, match="calibration"):
+        moe.moefy(model, num_experts=4, method="coactivation")
+    with pytest.raises(moe.UnsupportedModelError):
+        moe.moefy(nn.Linear(3, 3), num_experts=2)
+
+    class GeluMLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 128)
+
+    model.model.layers[1].mlp = GeluMLP()
+    with pytest.raises(moe.UnsupportedModelError, match="layer 1"):
+        moe.moefy(model, num_experts=4)
+    assert not isinstance(model.model.layers[0].mlp, moe.MoEBlock)  # nothing replaced on refusal
+
+
+def test_llama_breakdown_matches_real_parameter_count():
+    model, _ = tiny_llama("tiny-llama-deep")
+    b = llama_breakdown(model.config)
+    assert b.total == sum(p.numel() for p in model.parameters())
+    assert b.ffn == 6 * 3 * 64 * 256
+    # LLaMA2-7B from its config alone
+    from transformers import LlamaConfig
+
+    b7 = llama_breakdown(
+        LlamaConfig(
+            hidden_size=4096,
+            intermediate_size=11008,
+            num_hidden_layers=32,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+            vocab_size=32000,
+        )
+    )
+    assert abs(b7.total / 1e9 - 6.738) < 0.001 and abs(b7.ffn / 1e9 - 4.329) < 0.001
+    assert abs(b7.ffn_fraction_for_reduction(0.2) - 0.689) < 0.001
+
+
+def test_activated_parameters_nominal_and_measured():
+    model, _ = tiny_llama("tiny-llama")
+    dense = sum(p.numel() for p in model.parameters())
+    acc0 = moe.activated_parameters(model)
+    assert acc0.activated == dense and acc0.reduction == 0.0
+    moe.moefy(model, num_experts=4)
+    acc = moe.activated_parameters(model)
+    assert acc.dense_total == dense
+    routers = 2 * 4 * 64
+    assert acc.total == dense + routers and acc.activated == dense + routers  # policy "all"
+    moe.set_policy(model, "top1")
+    ffn = 2 * 3 * 64 * 176
+    acc = moe.activated_parameters(model)
+    assert acc.activated == pytest.approx(dense - ffn + ffn / 4 + routers)
+    assert not acc.measured
+    moe.set_policy(model, ["top1", "topp0.99"])
+    moe.record_routing(model)
+    with torch.no_grad():
+        model(torch.randint(0, 256, (1, 12)))
+    acc = moe.activated_parameters(model)
+    assert acc.measured
+    k1 = model.model.layers[1].mlp.stats.mean_k
+    assert acc.per_layer[1]["mean_k"] == k1
+    expect = dense - ffn + ffn / 2 * (1 / 4 + k1 / 4) + routers
+    assert acc.activated == pytest.approx(expect)
