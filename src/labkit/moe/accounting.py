@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
+from ..anatomy import llama_parameter_counts
 from .block import MoEBlock
 from .construct import decoder_layers
 
@@ -56,24 +57,12 @@ class LlamaBreakdown:
 
 
 def llama_breakdown(config) -> LlamaBreakdown:
-    """Count parameters of a ``LlamaConfig`` (no weights needed)."""
-    d = config.hidden_size
-    f = config.intermediate_size
-    layers = config.num_hidden_layers
-    heads = config.num_attention_heads
-    kv = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or d // heads
-    bias = bool(getattr(config, "attention_bias", False))
-    attn = d * heads * head_dim * 2 + d * kv * head_dim * 2
-    if bias:
-        attn += heads * head_dim * 2 + kv * head_dim * 2  # q, k, v, o biases (o has d)
-    ffn = 3 * d * f
-    emb = config.vocab_size * d
-    head = 0 if getattr(config, "tie_word_embeddings", False) else config.vocab_size * d
-    norms = layers * 2 * d + d
-    total = emb + head + layers * (attn + ffn) + norms
-    flops = 2 * (layers * (attn + ffn) + config.vocab_size * d)
-    return LlamaBreakdown(emb, head, layers * attn, layers * ffn, norms, layers, ffn, total, flops)
+    """Count parameters of a ``LlamaConfig`` (no weights needed), via :mod:`labkit.anatomy`."""
+    c = llama_parameter_counts(config)
+    flops = 2 * (c.attention + c.ffn + config.vocab_size * config.hidden_size)
+    return LlamaBreakdown(
+        c.embedding, c.lm_head, c.attention, c.ffn, c.norms, c.num_layers, c.ffn_per_layer, c.total, flops
+    )
 
 
 @dataclass
