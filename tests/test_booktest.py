@@ -66,3 +66,10 @@ def test_cache_key_depends_on_profile(monkeypatch):
     a = booktest.cache_key()
     monkeypatch.setenv("LABKIT_PROFILE", "cpu")
     assert booktest.cache_key() != a
+
+
+def test_command_line_passes_out_and_pytest_options(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(booktest, "run", lambda paths, out, extra: seen.update(p=paths, o=out, e=extra) or 0)
+    assert booktest.main(["run", "book/x.md", "--out", str(tmp_path), "-x", "-k", "Cell"]) == 0
+    assert seen == {"p": ["book/x.md"], "o": tmp_path, "e": ["-x", "-k", "Cell"]}

@@ -8,7 +8,7 @@ build folder (``build/nb/`` by default, never under ``book/``) and :func:`run` e
 
 Command line::
 
-    python -m labkit.booktest run [PATH ...]   # default: every chapter under book/
+    python -m labkit.booktest run [PATH ...] [--out DIR] [pytest options]   # default: book/
     python -m labkit.booktest list [PATH ...]
     python -m labkit.booktest cache-key        # hash of src/labkit + profile, for the book cache
 """
@@ -155,14 +155,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="convert chapters and run them under nbval")
     p_run.add_argument("paths", nargs="*", default=["book"])
     p_run.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    p_run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: passed to pytest")
     p_list = sub.add_parser("list", help="list chapter notebooks")
     p_list.add_argument("paths", nargs="*", default=["book"])
     sub.add_parser("cache-key", help="print the book cache key")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if args.cmd == "run":
-        extra = [a for a in args.pytest_args if a != "--"]
-        return run(args.paths, args.out, extra)
+        return run(args.paths, args.out, [a for a in extra if a != "--"])
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.cmd == "list":
         for c in discover(args.paths):
             print(c)

@@ -1,0 +1,114 @@
+"""``labkit eval``: run a registered task and write per-item JSONL + a JSON summary.
+
+Examples::
+
+    labkit eval list
+    labkit eval run --task koen_parallel --lang ko --model smollm2-135m --style letters
+    labkit eval run --task kmmlu --path kmmlu_test.jsonl --fewshot-path kmmlu_dev.jsonl --shots 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .tasks import task_table
+
+    for row in task_table():
+        print(
+            f"{row['task']:<18} {row['lang']:<6} {row['scoring']:<8} shots={row['shots']:<3} "
+            f"{row['benchmark']} ({row['source']})"
+        )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..config import get_profile
+    from ..models import load_causal_lm
+    from .prompts import PromptConfig
+    from .runner import run_task
+    from .tasks import get_task, load_task
+
+    get_task(args.task.split(":", 1)[0])  # fail fast on an unknown task or bad data, before loading a model
+    if not args.datasets:
+        load_task(args.task, path=args.path, lang=args.lang, max_items=args.max_items)
+    prof = get_profile()
+    name = args.model or prof.evals.model
+    cfg = PromptConfig(style=args.style, shots=args.shots, seed=args.seed, chat=args.chat, compat=args.compat)
+    model, tok = load_causal_lm(name, dtype=args.dtype or prof.dtype, device=args.device or prof.device)
+    cache = Path(args.cache) if args.cache else True
+    res = run_task(
+        model,
+        tok,
+        args.task,
+        model_id=name,
+        lang=args.lang,
+        prompt=cfg,
+        max_items=args.max_items,
+        path=args.path,
+        fewshot_path=args.fewshot_path,
+        use_datasets=args.datasets,
+        cache=cache,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for f in ("items.jsonl", "summary.json", "meta.json"):
+            shutil.copyfile(res.folder / f, out / f)
+    m = res.summary["metrics"]
+    brief = {
+        k: {"value": round(v["analytic"]["value"], 4), "se": round(v["analytic"]["se"], 4)}
+        for k, v in m.items()
+    }
+    print(
+        json.dumps(
+            dict(
+                task=args.task,
+                lang=args.lang,
+                n=res.summary["n"],
+                scored_now=res.scored_now,
+                folder=str(res.folder),
+                metrics=brief,
+            ),
+            ensure_ascii=False,
+            indent=1,
+        )
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``labkit eval {list,run}``."""
+    p = subparsers.add_parser("eval", help="bilingual LLM evaluation (labkit.evals)")
+    sub = p.add_subparsers(dest="eval_cmd", metavar="SUBCOMMAND")
+    ls = sub.add_parser("list", help="list registered tasks")
+    ls.set_defaults(func=_list)
+    r = sub.add_parser("run", help="evaluate a model on a task (resumable)")
+    r.add_argument("--task", required=True, help="registry name, e.g. koen_parallel or kmmlu:Accounting")
+    r.add_argument("--lang", choices=["ko", "en"], default=None)
+    r.add_argument("--model", default=None, help="model name (default: the profile's evals.model)")
+    r.add_argument("--style", choices=["cloze", "letters"], default="letters")
+    r.add_argument("--shots", type=int, default=0)
+    r.add_argument("--seed", type=int, default=1234)
+    r.add_argument("--chat", action="store_true", help="wrap prompts in the chat template")
+    r.add_argument("--compat", action="store_true", help="reproduce lm-eval's Korean template quirks")
+    r.add_argument("--max-items", type=int, default=None)
+    r.add_argument("--path", default=None, help="JSONL in the benchmark's own layout")
+    r.add_argument("--fewshot-path", default=None)
+    r.add_argument("--datasets", action="store_true", help="load through the `datasets` library")
+    r.add_argument("--batch-size", type=int, default=None)
+    r.add_argument("--dtype", default=None)
+    r.add_argument("--device", default=None)
+    r.add_argument("--cache", default=None, help="results root (default $LABKIT_CACHE/evals)")
+    r.add_argument("--out", default=None, help="also copy items.jsonl/summary.json here")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=_run)
+    p.set_defaults(func=lambda a: (p.print_help(), 2)[1])

@@ -1,0 +1,42 @@
+"""Typed exceptions of :mod:`labkit.evals`; every message names the file, line, field or value at fault."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ContextTooLongError",
+    "ContextTruncatedWarning",
+    "EvalDataError",
+    "EvalError",
+    "UnknownMetricError",
+    "UnknownTaskError",
+]
+
+
+class EvalError(ValueError):
+    """Base class of every bad-input error raised by :mod:`labkit.evals`."""
+
+
+class EvalDataError(EvalError):
+    """A malformed item: bad JSON, missing/extra field, label out of range, duplicate id, …"""
+
+
+class UnknownTaskError(EvalError, KeyError):
+    """A task name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownMetricError(EvalError, KeyError):
+    """A metric name that :mod:`labkit.evals.scoring` does not implement."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ContextTooLongError(EvalError):
+    """A request that cannot fit the model window even after truncation."""
+
+
+class ContextTruncatedWarning(UserWarning):
+    """Tokens were cut from the left of a context to fit the model window (never silent)."""

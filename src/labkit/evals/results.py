@@ -1,0 +1,91 @@
+"""Per-item and per-task results on disk: atomic, resumable, keyed by model + task + prompt config.
+
+Layout of one run (``results_dir(...)``)::
+
+    <cache>/evals/<model-slug>/<task>-<lang>-<key>/
+        meta.json      # what the key was computed from
+        items.jsonl    # one record per scored item: prompt, log-likelihoods, predictions, correctness
+        summary.json   # per-metric score, SE, CI, n (written when a run completes)
+
+``items.jsonl`` is rewritten through a temporary file and ``os.replace`` after every chunk, so an
+interrupted run leaves a valid file; :class:`ResultStore` then reports which items are done and a
+rerun scores only the rest. Each record carries a hash of its item, so an edited item is rescored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..paths import atomic_write_text, cache_dir
+from .errors import EvalDataError
+from .schema import Item, read_jsonl
+
+__all__ = ["RESULTS_VERSION", "ResultStore", "item_hash", "results_dir", "run_key"]
+
+RESULTS_VERSION = 1
+
+
+def item_hash(item: Item) -> str:
+    """Short content hash of an item (id, text, choices, label, passage)."""
+    blob = json.dumps(
+        [item.id, item.question, list(item.choices), item.label, item.passage, item.lang], ensure_ascii=False
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def run_key(**parts) -> str:
+    """Stable 12-hex-digit key of a JSON-serialisable configuration."""
+    blob = json.dumps(
+        {**parts, "results_version": RESULTS_VERSION}, sort_keys=True, ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:12]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+
+
+def results_dir(model_id: str, task: str, lang: str | None, key: str, root: str | Path | None = None) -> Path:
+    """Folder of one run under ``root`` (default ``$LABKIT_CACHE/evals``)."""
+    root = Path(root) if root is not None else cache_dir() / "evals"
+    return root / _slug(model_id) / f"{_slug(task)}-{lang or 'all'}-{key}"
+
+
+class ResultStore:
+    """Atomic JSONL store of per-item records in one run folder."""
+
+    def __init__(self, folder: str | Path, meta: dict | None = None):
+        self.folder = Path(folder)
+        self.items_path = self.folder / "items.jsonl"
+        self.summary_path = self.folder / "summary.json"
+        self.meta_path = self.folder / "meta.json"
+        self._records: dict[str, dict] = {}
+        if self.items_path.exists():
+            for n, rec in read_jsonl(self.items_path):
+                if not isinstance(rec, dict) or "id" not in rec or "item_hash" not in rec:
+                    raise EvalDataError(f"{self.items_path}:{n}: not a labkit result record")
+                self._records[rec["id"]] = rec
+        if meta is not None and not self.meta_path.exists():
+            atomic_write_text(self.meta_path, json.dumps(meta, ensure_ascii=False, indent=1, default=str))
+
+    def done(self, item: Item) -> dict | None:
+        """The stored record of ``item`` if it was scored with the same content, else ``None``."""
+        rec = self._records.get(item.id)
+        return rec if rec is not None and rec["item_hash"] == item_hash(item) else None
+
+    def add(self, records: Iterable[dict]) -> None:
+        """Add (or replace) records and rewrite ``items.jsonl`` atomically."""
+        for rec in records:
+            self._records[rec["id"]] = rec
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self._records.values())
+        atomic_write_text(self.items_path, text)
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_text(self.summary_path, json.dumps(summary, ensure_ascii=False, indent=1, default=str))
+
+    def __len__(self) -> int:
+        return len(self._records)

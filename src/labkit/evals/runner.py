@@ -1,0 +1,330 @@
+"""Run a task: items → prompts → log-likelihoods → per-item records and a summary, resumably.
+
+:func:`evaluate` scores a list of items with one :class:`~labkit.evals.prompts.PromptConfig`;
+:func:`run_task` loads a registered task and caches the run under ``$LABKIT_CACHE/evals`` keyed by
+model, task, language, prompt configuration and item selection, so a second call (e.g. the book
+build after ``make test``) reads the finished records instead of running the model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .errors import EvalError, UnknownMetricError
+from .lm import encode_pair, loglikelihood, model_max_length, tok_encode
+from .prompts import PromptConfig, build_prompt, select_shots
+from .results import ResultStore, item_hash, results_dir, run_key
+from .schema import Item
+from .scoring import cloze_predictions, letter_choice, macro_f1
+from .stats import Estimate, clustered_se, mean_se
+from .tasks import get_task, load_fewshot, load_task
+
+__all__ = ["TaskResult", "evaluate", "evaluate_generation", "run_task", "summarize"]
+
+
+@dataclass
+class TaskResult:
+    """Per-item records (in item order) and the summary of one run."""
+
+    task: str
+    lang: str | None
+    model_id: str
+    prompt: PromptConfig
+    records: list[dict]
+    summary: dict
+    folder: Path | None = None
+    scored_now: int = 0
+    seconds: float = 0.0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.records[0]["correct"]) if self.records else []
+
+    def correct(self, metric: str = "acc") -> np.ndarray:
+        """0/1 correctness per item under ``metric``."""
+        self._check(metric, self.metrics)
+        return np.array([float(r["correct"][metric]) for r in self.records])
+
+    def _check(self, metric: str, have) -> None:
+        if metric not in have:
+            raise UnknownMetricError(f"metric {metric!r} is not in this run; have {list(have)}")
+
+    def ids(self) -> list[str]:
+        return [r["id"] for r in self.records]
+
+    def clusters(self) -> list[str | None]:
+        return [r.get("cluster") for r in self.records]
+
+    def estimate(self, metric: str = "acc", clustered: bool = False) -> Estimate:
+        """The summary's estimate of ``metric`` (analytic, or clustered SE)."""
+        self._check(metric, self.summary["metrics"])
+        d = self.summary["metrics"][metric]["clustered" if clustered else "analytic"]
+        return Estimate(d["value"], d["se"], tuple(d["ci"]), d["n"], d.get("n_clusters"), d["method"])
+
+
+def _fit_shots(item: Item, template: str, cfg: PromptConfig, shots: list[Item], tokenizer, window: int):
+    """Drop whole shots (last first) until context + longest continuation fits the window (as HELM)."""
+    while True:
+        prompt = build_prompt(item, template, cfg, shots, tokenizer)
+        if not shots:
+            return prompt
+        n = len(tok_encode(tokenizer, prompt.context)) + max(
+            len(tok_encode(tokenizer, c, add_special_tokens=False)) for c in prompt.continuations
+        )
+        if n <= window:
+            return prompt
+        shots = shots[:-1]
+
+
+def _score_item(item: Item, prompt, lls: list[tuple[float, bool]], cfg: PromptConfig, tokenizer) -> dict:
+    ll = [x[0] for x in lls]
+    rec = dict(
+        id=item.id,
+        item_hash=item_hash(item),
+        lang=item.lang,
+        category=item.category,
+        cluster=item.cluster,
+        pair_id=item.meta.get("pair_id"),
+        label=item.label,
+        context=prompt.context,
+        continuations=list(prompt.continuations),
+        shot_ids=list(prompt.shot_ids),
+        lls=ll,
+        greedy=[x[1] for x in lls],
+    )
+    if cfg.style == "letters":
+        pred, p_gold, probs = letter_choice(ll, item.label)
+        rec.update(preds={"acc": pred}, p_gold=p_gold, probs=probs)
+    else:
+        ntok = [len(encode_pair(tokenizer, prompt.context, c)[1]) for c in prompt.continuations]
+        rec.update(preds=cloze_predictions(ll, item.choices, ntok), n_tokens=ntok)
+        z = np.exp(np.array(ll) - max(ll))
+        rec["p_gold"] = float(z[item.label] / z.sum())
+    rec["correct"] = {m: bool(p == item.label) for m, p in rec["preds"].items()}
+    return rec
+
+
+def summarize(records: Sequence[dict]) -> dict:
+    """Per-metric analytic and clustered estimates (+ macro-F1 of the ``acc`` predictions)."""
+    if not records:
+        raise EvalError("no records to summarise")
+    clusters = [r.get("cluster") for r in records]
+    out: dict = {"n": len(records), "metrics": {}}
+    for m in records[0]["correct"]:
+        x = [float(r["correct"][m]) for r in records]
+        out["metrics"][m] = dict(analytic=mean_se(x).as_dict(), clustered=clustered_se(x, clusters).as_dict())
+    x = [float(r["p_gold"]) for r in records]
+    out["metrics"]["p_gold"] = dict(
+        analytic=mean_se(x).as_dict(), clustered=clustered_se(x, clusters).as_dict()
+    )
+    out["macro_f1"] = macro_f1([r["label"] for r in records], [r["preds"]["acc"] for r in records])
+    return out
+
+
+def evaluate(
+    model,
+    tokenizer,
+    items: Sequence[Item],
+    *,
+    template: str = "generic",
+    prompt: PromptConfig | None = None,
+    fewshot_pool: Sequence[Item] = (),
+    store: ResultStore | None = None,
+    batch_size: int | None = None,
+    chunk_size: int = 32,
+    progress: bool = True,
+    max_length: int | None = None,
+) -> tuple[list[dict], int]:
+    """Score ``items``; records already in ``store`` (same item content) are reused, not rescored.
+
+    Returns ``(records in item order, number of items scored now)``.
+    """
+    cfg = prompt or PromptConfig()
+    if not items:
+        raise EvalError("no items to evaluate")
+    window = max_length or model_max_length(model, tokenizer)
+    done = {it.id: store.done(it) for it in items} if store is not None else {}
+    todo = [it for it in items if not done.get(it.id)]
+    new: dict[str, dict] = {}
+    with tqdm(total=len(items), initial=len(items) - len(todo), desc="items", disable=not progress) as bar:
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start : start + chunk_size]
+            prompts = [
+                _fit_shots(it, template, cfg, select_shots(it, fewshot_pool, cfg), tokenizer, window)
+                for it in chunk
+            ]
+            reqs = [(p.context, c) for p in prompts for c in p.continuations]
+            lls = loglikelihood(
+                model, tokenizer, reqs, batch_size=batch_size, max_length=window, progress=False
+            )
+            recs, k = [], 0
+            for it, p in zip(chunk, prompts, strict=True):
+                n = len(p.continuations)
+                recs.append(_score_item(it, p, lls[k : k + n], cfg, tokenizer))
+                k += n
+            if store is not None:
+                store.add(recs)
+            new.update({r["id"]: r for r in recs})
+            bar.update(len(chunk))
+    records = [done.get(it.id) or new[it.id] for it in items]
+    return records, len(todo)
+
+
+def run_task(
+    model,
+    tokenizer,
+    task: str,
+    *,
+    model_id: str,
+    lang: str | None = None,
+    prompt: PromptConfig | None = None,
+    max_items: int | None = None,
+    path: str | Path | None = None,
+    fewshot_path: str | Path | None = None,
+    use_datasets: bool = False,
+    cache: bool | str | Path = True,
+    batch_size: int | None = None,
+    progress: bool = True,
+    dtype: str | None = None,
+) -> TaskResult:
+    """Load a registered task and evaluate it, resuming from (and writing to) the results cache.
+
+    Parameters
+    ----------
+    model_id:
+        Name that identifies the weights in the cache key (e.g. ``"smollm2-135m"``).
+    cache:
+        ``True`` → ``$LABKIT_CACHE/evals``; a path → that root; ``False`` → nothing on disk.
+    """
+    cfg = prompt or PromptConfig()
+    spec = get_task(task.split(":", 1)[0])
+    t0 = time.perf_counter()
+    items = load_task(task, path=path, lang=lang, max_items=max_items, use_datasets=use_datasets)
+    pool = load_fewshot(task, path=fewshot_path, lang=lang, use_datasets=use_datasets) if cfg.shots else []
+    if dtype is None:
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    meta = dict(
+        model_id=model_id,
+        dtype=dtype,
+        task=task,
+        lang=lang,
+        prompt=cfg.as_dict(),
+        max_items=max_items,
+        source=str(path) if path else ("datasets" if use_datasets else "package"),
+    )
+    store = None
+    folder = None
+    if cache is not False:
+        root = None if cache is True else cache
+        folder = results_dir(model_id, task, lang, run_key(**meta), root)
+        store = ResultStore(folder, meta)
+    records, scored = evaluate(
+        model,
+        tokenizer,
+        items,
+        template=spec.template,
+        prompt=cfg,
+        fewshot_pool=pool,
+        store=store,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    summary = dict(task=task, lang=lang, model_id=model_id, prompt=cfg.as_dict(), **summarize(records))
+    if store is not None:
+        store.write_summary(summary)
+    return TaskResult(
+        task, lang, model_id, cfg, records, summary, folder, scored, time.perf_counter() - t0, meta
+    )
+
+
+def evaluate_generation(
+    model,
+    tokenizer,
+    items: Sequence[Item],
+    *,
+    prompt: PromptConfig | None = None,
+    fewshot_pool: Sequence[Item] = (),
+    until: Sequence[str] = ("\n",),
+    max_new_tokens: int = 16,
+    num_samples: int = 1,
+    temperature: float = 0.0,
+    seed: int = 1234,
+    store: ResultStore | None = None,
+    progress: bool = True,
+) -> tuple[list[dict], dict]:
+    """Generative scoring against ``item.answer``: exact match, prefix match (HCX) and maj@k.
+
+    The prompt is the cloze context (question, then the answer cue); shots end with their gold
+    ``answer``. With ``num_samples > 1`` (and ``temperature > 0``) ``maj@k`` votes over the samples and
+    the first sample is the one scored by exact/prefix match. Returns ``(records, summary)``.
+    """
+    from .lm import generate_until
+    from .scoring import exact_match, maj_at_k, prefix_match
+
+    cfg = prompt or PromptConfig(style="cloze")
+    if cfg.style != "cloze":
+        raise EvalError("generative scoring uses the cloze prompt (PromptConfig(style='cloze'))")
+    missing = [it.id for it in items if not it.answer]
+    if missing:
+        raise EvalError(f"items without a gold 'answer' cannot be scored generatively: {missing[:5]}")
+    done = {it.id: store.done(it) for it in items} if store is not None else {}
+    todo = [it for it in items if not done.get(it.id)]
+    recs: dict[str, dict] = {}
+    if todo:
+        contexts = []
+        for it in todo:
+            shots = select_shots(it, [s for s in fewshot_pool if s.answer], cfg)
+            parts = [
+                f"{build_prompt(s, 'generic', cfg).context}{cfg.target_delimiter}{s.answer}" for s in shots
+            ]
+            contexts.append(cfg.fewshot_delimiter.join([*parts, build_prompt(it, "generic", cfg).context]))
+        outs = generate_until(
+            model,
+            tokenizer,
+            contexts,
+            until=until,
+            max_new_tokens=max_new_tokens,
+            num_samples=num_samples,
+            temperature=temperature,
+            seed=seed,
+            progress=progress,
+        )
+        new = []
+        for it, ctx, samples in zip(todo, contexts, outs, strict=True):
+            first = samples[0]
+            rec = dict(
+                id=it.id,
+                item_hash=item_hash(it),
+                lang=it.lang,
+                category=it.category,
+                cluster=it.cluster,
+                pair_id=it.meta.get("pair_id"),
+                context=ctx,
+                samples=samples,
+                answer=it.answer,
+                correct={
+                    "exact_match": exact_match(first, it.answer),
+                    "prefix_match": prefix_match(first.strip(), it.answer),
+                    f"maj@{num_samples}": maj_at_k(samples, it.answer),
+                },
+            )
+            new.append(rec)
+        if store is not None:
+            store.add(new)
+        recs = {r["id"]: r for r in new}
+    records = [done.get(it.id) or recs[it.id] for it in items]
+    clusters = [r.get("cluster") for r in records]
+    summary = {"n": len(records), "metrics": {}}
+    for m in records[0]["correct"]:
+        x = [float(r["correct"][m]) for r in records]
+        summary["metrics"][m] = dict(
+            analytic=mean_se(x).as_dict(), clustered=clustered_se(x, clusters).as_dict()
+        )
+    return records, summary

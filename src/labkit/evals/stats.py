@@ -1,0 +1,335 @@
+"""Uncertainty for evaluation scores: every number comes with ``n`` and a standard error.
+
+Follows Miller, *Adding Error Bars to Evals* (arXiv:2411.00640):
+
+* analytic (CLT) standard error of a mean, with Bessel's correction (lm-eval's ``mean_stderr``);
+* clustered standard error when items share a passage or are translations of one item (Miller eq. 4);
+* bootstrap percentile intervals (item or cluster resampling) for non-mean metrics;
+* paired comparisons of two models on the same items: paired SE and CI, McNemar's exact test,
+  paired bootstrap (Koehn 2004) and approximate randomisation (permutation);
+* power: minimum detectable difference and the items needed to detect one;
+* HCX-style aggregation: unweighted category means and an unweighted Overall, with SEs
+  ``sqrt(Σ SE_k²)/K`` for disjoint item sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from .errors import EvalError
+
+__all__ = [
+    "Estimate",
+    "PairedResult",
+    "aggregate",
+    "bootstrap",
+    "clustered_se",
+    "holm",
+    "mcnemar",
+    "mde",
+    "mean_se",
+    "n_required",
+    "paired_bootstrap",
+    "paired_difference",
+    "permutation_test",
+    "power",
+    "wilson_ci",
+]
+
+Z95 = float(sps.norm.ppf(0.975))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A score with its uncertainty. ``ci`` is a 95 % interval; ``n`` items, ``n_clusters`` clusters."""
+
+    value: float
+    se: float
+    ci: tuple[float, float]
+    n: int
+    n_clusters: int | None = None
+    method: str = "analytic"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.value:.4f} (SE {self.se:.4f}, n={self.n})"
+
+
+def _arr(x: Sequence[float], name: str = "scores") -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 1 or a.size == 0:
+        raise EvalError(f"{name} must be a non-empty 1-D sequence, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise EvalError(f"{name} contains NaN or inf")
+    return a
+
+
+def _clusters(clusters: Sequence | None, n: int) -> np.ndarray | None:
+    if clusters is None:
+        return None
+    c = np.asarray([str(x) if x is not None else f"__item{i}" for i, x in enumerate(clusters)])
+    if c.size != n:
+        raise EvalError(f"clusters has {c.size} entries for {n} scores")
+    return c
+
+
+def mean_se(scores: Sequence[float]) -> Estimate:
+    """Mean and CLT standard error ``sd/sqrt(n)`` (Bessel-corrected sd; 0 for n = 1)."""
+    s = _arr(scores)
+    se = float(s.std(ddof=1) / np.sqrt(s.size)) if s.size > 1 else 0.0
+    m = float(s.mean())
+    return Estimate(m, se, (m - Z95 * se, m + Z95 * se), int(s.size))
+
+
+def wilson_ci(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for ``k`` successes in ``n`` trials (better than ±1.96·SE near 0 or 1)."""
+    if n <= 0 or not 0 <= k <= n:
+        raise EvalError(f"wilson_ci needs 0 <= k <= n and n > 0, got k={k}, n={n}")
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return float(centre - half), float(centre + half)
+
+
+def clustered_se(scores: Sequence[float], clusters: Sequence) -> Estimate:
+    """Cluster-robust SE of the mean (Miller 2024, eq. 4).
+
+    ``SE² = SE_CLT² + (1/n²) Σ_c Σ_i Σ_{j≠i} (s_ic − s̄)(s_jc − s̄)``; equals :func:`mean_se` when every
+    cluster is a single item. ``None`` cluster entries are singletons.
+    """
+    s = _arr(scores)
+    c = _clusters(clusters, s.size)
+    base = mean_se(s)
+    d = s - s.mean()
+    cross = 0.0
+    uniq, inv = np.unique(c, return_inverse=True)
+    sums = np.bincount(inv, weights=d)
+    sq = np.bincount(inv, weights=d * d)
+    cross = float((sums**2 - sq).sum())  # Σ_c Σ_{i≠j} d_i d_j
+    var = base.se**2 + cross / s.size**2
+    se = float(np.sqrt(max(var, 0.0)))
+    m = base.value
+    return Estimate(m, se, (m - Z95 * se, m + Z95 * se), int(s.size), int(uniq.size), "clustered")
+
+
+def _resample_index(rng: np.random.Generator, n: int, c: np.ndarray | None, B: int):
+    if c is None:
+        for _ in range(B):
+            yield rng.integers(0, n, n)
+        return
+    uniq, inv = np.unique(c, return_inverse=True)
+    members = [np.flatnonzero(inv == k) for k in range(uniq.size)]
+    for _ in range(B):
+        pick = rng.integers(0, uniq.size, uniq.size)
+        yield np.concatenate([members[k] for k in pick])
+
+
+def bootstrap(
+    scores: Sequence[float],
+    *,
+    B: int = 2000,
+    seed: int = 0,
+    clusters: Sequence | None = None,
+    statistic: Callable[[np.ndarray], float] = np.mean,
+) -> Estimate:
+    """Percentile bootstrap CI and bootstrap SE (std of replicates) of ``statistic``.
+
+    With ``clusters`` whole clusters are resampled (cluster bootstrap).
+    """
+    s = _arr(scores)
+    if B < 10:
+        raise EvalError(f"B={B} bootstrap resamples is too few (>= 10)")
+    c = _clusters(clusters, s.size)
+    rng = np.random.default_rng(seed)
+    reps = np.array([statistic(s[idx]) for idx in _resample_index(rng, s.size, c, B)])
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    n_cl = None if c is None else int(np.unique(c).size)
+    return Estimate(
+        float(statistic(s)),
+        float(reps.std(ddof=1)),
+        (float(lo), float(hi)),
+        int(s.size),
+        n_cl,
+        f"bootstrap(B={B})",
+    )
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """Model A minus model B on the same items."""
+
+    diff: float
+    se: float
+    ci: tuple[float, float]
+    n: int
+    corr: float
+    p_value: float
+    method: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _pair(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    x, y = _arr(a, "a"), _arr(b, "b")
+    if x.size != y.size:
+        raise EvalError(f"paired scores need equal lengths, got {x.size} and {y.size}")
+    return x, y
+
+
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], clusters: Sequence | None = None
+) -> PairedResult:
+    """Paired difference ``mean(a − b)`` with SE ``sd(a−b)/sqrt(n)`` (clustered if ``clusters``), a
+    normal-theory two-sided p-value, and the item-level correlation of ``a`` and ``b``."""
+    x, y = _pair(a, b)
+    d = x - y
+    est = clustered_se(d, clusters) if clusters is not None else mean_se(d)
+    corr = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
+    p = float(2 * sps.norm.sf(abs(est.value) / est.se)) if est.se > 0 else (1.0 if est.value == 0 else 0.0)
+    return PairedResult(est.value, est.se, est.ci, est.n, corr, p, "paired-" + est.method)
+
+
+def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
+    """McNemar's test on paired correctness.
+
+    Returns ``b`` (A right, B wrong), ``c`` (A wrong, B right), the exact two-sided p-value
+    ``min(1, 2·BinomCDF(min(b, c); b + c, ½))``, and the continuity-corrected chi-square and its p.
+    """
+    x, y = _pair(np.asarray(a_correct, float), np.asarray(b_correct, float))
+    if not set(np.unique(np.concatenate([x, y]))) <= {0.0, 1.0}:
+        raise EvalError("mcnemar needs 0/1 (bool) correctness vectors")
+    b = int(((x == 1) & (y == 0)).sum())
+    c = int(((x == 0) & (y == 1)).sum())
+    m = b + c
+    p_exact = 1.0 if m == 0 else float(min(1.0, 2 * sps.binom.cdf(min(b, c), m, 0.5)))
+    chi2 = 0.0 if m == 0 else (abs(b - c) - 1) ** 2 / m
+    p_chi2 = 1.0 if m == 0 else float(sps.chi2.sf(chi2, 1))
+    return dict(b=b, c=c, n=int(x.size), p_exact=p_exact, chi2=float(chi2), p_chi2=p_chi2)
+
+
+def paired_bootstrap(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    B: int = 2000,
+    seed: int = 0,
+    clusters: Sequence | None = None,
+    statistic: Callable[[np.ndarray], float] = np.mean,
+) -> PairedResult:
+    """Paired bootstrap (Koehn 2004): resample items (or clusters) once for both models.
+
+    The p-value is two-sided: ``2·min(P(Δ* ≤ 0), P(Δ* ≥ 0))``, capped at 1.
+    """
+    x, y = _pair(a, b)
+    c = _clusters(clusters, x.size)
+    rng = np.random.default_rng(seed)
+    reps = np.array([statistic(x[i]) - statistic(y[i]) for i in _resample_index(rng, x.size, c, B)])
+    lo, hi = np.quantile(reps, [0.025, 0.975])
+    p = float(min(1.0, 2 * min((reps <= 0).mean(), (reps >= 0).mean())))
+    corr = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
+    return PairedResult(
+        float(statistic(x) - statistic(y)),
+        float(reps.std(ddof=1)),
+        (float(lo), float(hi)),
+        int(x.size),
+        corr,
+        p,
+        f"paired-bootstrap(B={B})",
+    )
+
+
+def permutation_test(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    B: int = 2000,
+    seed: int = 0,
+    statistic: Callable[[np.ndarray], float] = np.mean,
+) -> float:
+    """Approximate randomisation: swap A/B per item at random; two-sided p with the +1 correction."""
+    x, y = _pair(a, b)
+    obs = abs(statistic(x) - statistic(y))
+    rng = np.random.default_rng(seed)
+    hits = 0
+    for _ in range(B):
+        swap = rng.random(x.size) < 0.5
+        xa, ya = np.where(swap, y, x), np.where(swap, x, y)
+        hits += abs(statistic(xa) - statistic(ya)) >= obs - 1e-12
+    return float((hits + 1) / (B + 1))
+
+
+def _z(alpha: float, power_: float) -> float:
+    if not (0 < alpha < 1 and 0 < power_ < 1):
+        raise EvalError(f"alpha and power must lie in (0, 1), got {alpha}, {power_}")
+    return float(sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power_))
+
+
+def mde(n: int, omega2: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Minimum detectable difference of a paired comparison: ``(z_{α/2}+z_β)·sqrt(ω²/n)``.
+
+    ``ω²`` is the variance of the per-item difference; for deterministic 0/1 scoring it is about the
+    discordance rate (fraction of items the two models disagree on).
+    """
+    if n <= 0 or omega2 < 0:
+        raise EvalError(f"mde needs n > 0 and omega2 >= 0, got n={n}, omega2={omega2}")
+    return _z(alpha, power) * float(np.sqrt(omega2 / n))
+
+
+def n_required(delta: float, omega2: float, *, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Items needed to detect a paired difference ``delta``: ``(z_{α/2}+z_β)²·ω²/δ²`` (Miller §5)."""
+    if delta <= 0:
+        raise EvalError(f"delta must be > 0, got {delta}")
+    return int(np.ceil(_z(alpha, power) ** 2 * omega2 / delta**2))
+
+
+def power(delta: float, n: int, omega2: float, *, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired z-test to detect ``delta`` with ``n`` items."""
+    if n <= 0 or omega2 <= 0:
+        raise EvalError(f"power needs n > 0 and omega2 > 0, got n={n}, omega2={omega2}")
+    z = abs(delta) / np.sqrt(omega2 / n)
+    za = sps.norm.ppf(1 - alpha / 2)
+    return float(sps.norm.cdf(z - za) + sps.norm.cdf(-z - za))
+
+
+def aggregate(scores: Mapping[str, Estimate], categories: Mapping[str, str]) -> dict:
+    """HCX aggregation: each category = unweighted mean of its benchmarks; Overall = unweighted mean of
+    the categories. SEs assume disjoint item sets: ``SE(mean of K) = sqrt(Σ SE_k²)/K``.
+
+    Returns ``{"categories": {cat: Estimate}, "overall": Estimate}``.
+    """
+    missing = [k for k in categories if k not in scores]
+    if missing:
+        raise EvalError(f"no score for benchmark(s) {missing}")
+    cats: dict[str, list[Estimate]] = {}
+    for bench, cat in categories.items():
+        cats.setdefault(cat, []).append(scores[bench])
+
+    def _mean(ests: list[Estimate], method: str) -> Estimate:
+        k = len(ests)
+        m = float(np.mean([e.value for e in ests]))
+        se = float(np.sqrt(sum(e.se**2 for e in ests)) / k)
+        return Estimate(m, se, (m - Z95 * se, m + Z95 * se), sum(e.n for e in ests), None, method)
+
+    cat_est = {c: _mean(v, "category-mean") for c, v in cats.items()}
+    return {"categories": cat_est, "overall": _mean(list(cat_est.values()), "overall-mean")}
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (family-wise error control), in input order."""
+    p = _arr(p_values, "p_values")
+    order = np.argsort(p)
+    m = p.size
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, (m - rank) * p[i])
+        adj[i] = min(1.0, running)
+    return adj.tolist()

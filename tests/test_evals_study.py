@@ -1,0 +1,150 @@
+"""labkit.evals.study: the analyses behind the Part II chapters, on a tiny model and fixtures."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from labkit.config import get_profile
+from labkit.evals import EvalError, PromptConfig, run_task
+from labkit.evals.study import (
+    compare_models,
+    comparison_systems,
+    crosslingual,
+    letter_histogram,
+    md_table,
+    pool,
+    public_comparison,
+    public_runs,
+    results_card,
+    rule_disagreement,
+    scoring_table,
+    se_comparison,
+    write_card,
+)
+from labkit.models import tiny_llama
+
+FIX = Path(__file__).parent / "fixtures" / "evals"
+KOEN = FIX / "koen_items.jsonl"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    m, t = tiny_llama("tiny-llama", seed=2)
+    root = tmp_path_factory.mktemp("evals")
+    out = {}
+    for style in ("cloze", "letters"):
+        for lang in ("ko", "en"):
+            out[(style, lang)] = run_task(
+                m,
+                t,
+                "koen_parallel",
+                model_id="tiny",
+                lang=lang,
+                path=KOEN,
+                prompt=PromptConfig(style=style),
+                cache=root,
+                progress=False,
+            )
+    return out
+
+
+def test_scoring_table_and_disagreement(runs):
+    rows = scoring_table(runs)
+    assert len(rows) == 2 * 4 + 2 * 1
+    assert {r["rule"] for r in rows} >= {"cloze acc_norm", "letters (HCX)"}
+    d = rule_disagreement(runs[("cloze", "ko")], "acc", "acc")
+    assert d == 0.0
+    h = letter_histogram(runs[("letters", "ko")])
+    assert sum(h["pred"].values()) == 7 and h["gold"]["B"] == 3
+
+
+def test_crosslingual_pairs_and_mcnemar(runs):
+    x = crosslingual(runs[("cloze", "ko")], runs[("cloze", "en")], "acc")
+    assert x["pairs"] == 6  # the Korean-only culture item is left out
+    ko = {r["pair_id"]: r for r in runs[("cloze", "ko")].records}
+    en = {r["pair_id"]: r for r in runs[("cloze", "en")].records}
+    agree = np.mean([ko[p]["preds"]["acc"] == en[p]["preds"]["acc"] for p in x["pair_ids"]])
+    assert x["agreement"].value == pytest.approx(agree)
+    b, c = x["mcnemar"]["b"], x["mcnemar"]["c"]
+    assert x["mcnemar"]["p_exact"] == pytest.approx(binomtest(b, b + c).pvalue if b + c else 1.0)
+    assert -1 <= x["kappa"] <= 1 or np.isnan(x["kappa"])
+
+
+def test_pool_se_comparison_and_compare(runs):
+    pooled = pool([runs[("cloze", "ko")], runs[("cloze", "en")]])
+    assert pooled.summary["n"] == 13
+    rows = se_comparison(pooled, "acc", B=200)
+    assert [r["method"].split(" (")[0] for r in rows] == [
+        "analytic",
+        "Wilson",
+        "bootstrap",
+        "clustered",
+        "cluster bootstrap",
+    ]
+    assert rows[3]["clusters"] < 13  # translations and passages share clusters
+    with pytest.raises(EvalError, match="share item ids"):
+        pool([runs[("cloze", "ko")], runs[("cloze", "ko")]])
+    cmp = compare_models(runs[("cloze", "ko")], runs[("letters", "ko")], B=200)
+    assert cmp["n"] == 7
+    assert cmp["paired"].diff == pytest.approx(cmp["acc_a"].value - cmp["acc_b"].value)
+    assert cmp["significant"] == (cmp["mcnemar"]["p_exact"] < 0.05)
+
+
+def test_results_card_roundtrip(runs, tmp_path):
+    card = results_card(
+        {"koen-ko": runs[("letters", "ko")], "koen-en": runs[("letters", "en")]}, "acc", model_id="tiny"
+    )
+    bench = [r for r in card["rows"] if r["category"] == "(mean of categories)"]
+    assert card["overall"]["value"] == pytest.approx(np.mean([r["score"] for r in bench]))
+    ko_cats = [r for r in card["rows"] if r["benchmark"] == "koen-ko" and not r["category"].startswith("(")]
+    assert bench[0]["score"] == pytest.approx(np.mean([r["score"] for r in ko_cats]))  # macro over categories
+    j, c = write_card(card, tmp_path)
+    assert json.loads(j.read_text())["overall"]["value"] == card["overall"]["value"]
+    assert c.read_text().splitlines()[0].startswith("benchmark,category,score")
+
+
+def test_public_runs_from_local_files_and_comparison(tmp_path):
+    m, t = tiny_llama("tiny-llama", seed=2)
+    prof = get_profile("smoke")
+    prof = dataclasses.replace(
+        prof,
+        evals=dataclasses.replace(prof.evals, model="tiny", public_tasks=("kmmlu", "kobest_boolq", "click")),
+    )
+    assert public_runs(m, t, prof) == {}  # no datasets, no files: nothing runs
+    import os
+
+    os.environ["LABKIT_CACHE"] = str(tmp_path)
+    try:
+        res = public_runs(
+            m, t, prof, paths={k: FIX / f"{k}.jsonl" for k in ("kmmlu", "kobest_boolq", "click")}
+        )
+    finally:
+        del os.environ["LABKIT_CACHE"]
+    assert set(res) == {"kmmlu", "kobest_boolq", "click"}
+    assert res["kmmlu"].prompt.style == "letters" and res["kobest_boolq"].prompt.style == "cloze"
+    rows = public_comparison(res, {"kmmlu": 0.38})
+    assert {r["benchmark"] for r in rows} == {"kmmlu", "kobest", "click"}
+    assert next(r for r in rows if r["benchmark"] == "kmmlu")["published"] == 0.38
+
+
+def test_comparison_systems_fallback_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
+    m, t = tiny_llama("tiny-llama", seed=2)
+    prof = get_profile("smoke")
+    base, var = PromptConfig(style="letters"), PromptConfig(style="letters", chat=True)
+    plan = comparison_systems(prof, m, t, base, var)
+    assert plan.prompt_a == var and plan.prompt_b == base and plan.model_a is plan.model_b
+    assert "prompting variants" in plan.why
+
+
+def test_md_table():
+    s = md_table([dict(a=1.23456, b=None, c="x|y")], formats={"a": ".2f"})
+    assert s.splitlines()[2] == "| 1.23 | — | x\\|y |"
+    with pytest.raises(EvalError):
+        md_table([])
