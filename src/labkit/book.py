@@ -17,10 +17,10 @@ __all__ = ["GLUED", "glue", "show_profile"]
 GLUED: dict[str, Any] = {}
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
+def glue(name: str, value: Any, display: bool = False) -> None:
     """Store ``value`` under ``name`` for ``{glue:text}`name:fmt``` roles in the prose.
 
-    Returns the value, so ``x = glue("x", compute())`` reads naturally.
+    Returns ``None``, so a cell ending in ``glue(...)`` does not echo the value into the page.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"glue name must be a non-empty string, got {name!r}")
@@ -28,9 +28,8 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
     try:
         from myst_nb import glue as _glue
     except ImportError:  # pragma: no cover - reader environment without myst-nb
-        return value
+        return None
     _glue(name, value, display=display)
-    return value
 
 
 def show_profile(profile: Profile | None = None) -> Profile:
