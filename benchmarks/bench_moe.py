@@ -1,11 +1,14 @@
 """MoE dispatch efficiency: labkit's MoEBlock vs transformers' MixtralSparseMoeBlock vs the dense FFN.
 
 SmolLM2-135M MLP shape (d=576, f=1536), a 4096-token prefill and a 1-token decode, for
-N ∈ {4, 8, 16} experts and k/N ∈ {1/4, 1/2, 3/4}. Efficiency = (k/N) · t_dense / t_moe: 1.0 means
+N ∈ {4, 8, 16} experts and k/N ∈ {1/4, 1/2, 3/4}; ``--shape llama2-7b`` repeats it at one
+LLaMA2-7B FFN (d=4096, f=11008; 512-token prefill by default), where the fixed per-token cost of
+routing is small next to the matrix-vector products. Efficiency = (k/N) · t_dense / t_moe: 1.0 means
 the MoE is exactly as much faster than dense as its activated fraction predicts. All timings are
 measured side by side in one run (round-robin, median of repeats), on whatever device is present.
 
     python benchmarks/bench_moe.py             # the table (a few minutes on 2 CPU cores)
+    python benchmarks/bench_moe.py --shape llama2-7b   # one 7B-sized FFN (~1.7 GB RAM, minutes)
     python benchmarks/bench_moe.py --convert   # + end-to-end SmolLM2-135M conversion at the cpu
                                                #   profile budget (100K tokens): wall time, peak RSS
 """
@@ -21,30 +24,31 @@ from torch import nn
 
 from labkit.moe.block import MoEBlock
 
-D, F = 576, 1536
+SHAPES = {"smollm2-135m": (576, 1536), "llama2-7b": (4096, 11008)}
+D, F = SHAPES["smollm2-135m"]
 
 
-def dense_mlp() -> nn.Module:
+def dense_mlp(d: int = D, f: int = F) -> nn.Module:
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaMLP
 
     torch.manual_seed(0)
-    return LlamaMLP(LlamaConfig(hidden_size=D, intermediate_size=F)).eval()
+    return LlamaMLP(LlamaConfig(hidden_size=d, intermediate_size=f)).eval()
 
 
 def labkit_block(mlp: nn.Module, n: int, k: int) -> MoEBlock:
-    groups = list(torch.arange(F).chunk(n))
+    groups = list(torch.arange(mlp.gate_proj.weight.shape[0]).chunk(n))
     block = MoEBlock.from_dense(mlp, groups).eval()
     nn.init.normal_(block.router.weight, std=0.05)
     block.set_policy(f"top{k}")
     return block
 
 
-def mixtral_block(n: int, k: int) -> nn.Module:
+def mixtral_block(n: int, k: int, d: int = D, f: int = F) -> nn.Module:
     from transformers import MixtralConfig
     from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
 
-    cfg = MixtralConfig(hidden_size=D, intermediate_size=F // n, num_local_experts=n, num_experts_per_tok=k)
+    cfg = MixtralConfig(hidden_size=d, intermediate_size=f // n, num_local_experts=n, num_experts_per_tok=k)
     block = MixtralSparseMoeBlock(cfg).eval()
     with torch.no_grad():
         for p in block.parameters():
@@ -72,16 +76,17 @@ def measure(fns: dict, x: torch.Tensor, inner: int, repeats: int) -> dict[str, f
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def run_table(device: str, prefill_tokens: int, repeats: int) -> list[dict]:
-    mlp = dense_mlp().to(device)
+def run_table(device: str, prefill_tokens: int, repeats: int, d: int = D, f: int = F) -> list[dict]:
+    mlp = dense_mlp(d, f).to(device)
+    decode_inner = max(5, 50 * 576 * 1536 // (d * f))
     rows = []
     for n in (4, 8, 16):
         for frac in (0.25, 0.5, 0.75):
             k = int(n * frac)
             lab = labkit_block(mlp, n, k).to(device)
-            mix = mixtral_block(n, k).to(device)
-            for phase, tokens, inner in (("prefill", prefill_tokens, 1), ("decode", 1, 50)):
-                x = torch.randn(1, tokens, D, device=device)
+            mix = mixtral_block(n, k, d, f).to(device)
+            for phase, tokens, inner in (("prefill", prefill_tokens, 1), ("decode", 1, decode_inner)):
+                x = torch.randn(1, tokens, d, device=device)
                 with torch.inference_mode():
                     t = measure({"dense": mlp, "labkit": lab, "mixtral": mix}, x, inner, repeats)
                 rows.append(
@@ -95,6 +100,7 @@ def run_table(device: str, prefill_tokens: int, repeats: int) -> list[dict]:
                     }
                 )
                 print(_fmt(rows[-1]), flush=True)
+            del lab, mix
     return rows
 
 
@@ -126,15 +132,18 @@ def run_convert() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--tokens", type=int, default=4096, help="prefill tokens")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="smollm2-135m", help="FFN size")
+    ap.add_argument("--tokens", type=int, default=None, help="prefill tokens (4096; 512 at llama2-7b)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--convert", action="store_true", help="also time the SmolLM2 100K-token conversion")
     args = ap.parse_args()
-    print(f"device={args.device} threads={torch.get_num_threads()} d={D} f={F} prefill={args.tokens} tokens")
+    d, f = SHAPES[args.shape]
+    tokens = args.tokens or (4096 if args.shape == "smollm2-135m" else 512)
+    print(f"device={args.device} threads={torch.get_num_threads()} d={d} f={f} prefill={tokens} tokens")
     print("times in ms; efficiency = (k/N)·t_dense/t_moe (1.0 = ideal)\n")
     print("|  N |  k | phase   |  dense ms | labkit ms | mixtral ms | eff labkit | eff mixtral |")
     print("|---:|---:|:--------|----------:|----------:|-----------:|-----------:|------------:|")
-    rows = run_table(args.device, args.tokens, args.repeats)
+    rows = run_table(args.device, tokens, args.repeats, d, f)
     for phase in ("prefill", "decode"):
         sel = [r for r in rows if r["phase"] == phase]
         print(

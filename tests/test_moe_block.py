@@ -86,8 +86,34 @@ def test_dispatch_matches_per_token_reference(policy, weighting):
     with torch.no_grad():
         ref = _reference(block, x)
         assert _rel(block(x), ref) < 1e-5
-        one = x[:1, :1]  # the single-token decode path
-        assert _rel(block(one), _reference(block, one)) < 1e-5
+        for t in range(x.shape[1]):  # the single-token decode path, token by token
+            one = x[:1, t : t + 1]
+            assert _rel(block(one), _reference(block, one)) < 1e-5
+        with torch.inference_mode():
+            assert _rel(block(x[1:2, :1]), ref[1:2, :1]) < 1e-5
+            assert _rel(block(x), ref) < 1e-5
+
+
+def test_decode_fast_path_statistics_and_moved_weights():
+    """Decode records the same routing statistics as prefill and follows replaced/moved weights."""
+    model, _ = tiny_llama("tiny-llama-odd", seed=3)
+    moe.moefy(model, num_experts=7, method="contiguous")
+    block = model.model.layers[0].mlp
+    torch.nn.init.normal_(block.router.weight, std=0.5)
+    block.set_policy("top3")
+    x = torch.randn(9, block.hidden_size)
+    with torch.no_grad():
+        block.record_stats = True
+        block(x)
+        prefill = block.stats.as_dict()
+        block.stats.reset()
+        per_token = torch.cat([block(x[t : t + 1]) for t in range(9)])
+        assert block.stats.as_dict() == prefill
+        block.w2.data = block.w2.data * 2.0  # a replaced parameter: cached views must not go stale
+        assert _rel(block(x[:1]), 2.0 * per_token[:1]) < 1e-6
+        half = copy.deepcopy(block).to(torch.bfloat16)
+        y = half(x[:1].bfloat16())
+        assert y.dtype == torch.bfloat16 and _rel(y.float(), 2.0 * per_token[:1]) < 0.05
 
 
 def test_decode_path_uses_only_chosen_experts():

@@ -14,14 +14,17 @@ Storage (stacked, so a run of consecutive experts is one contiguous matrix):
 Dispatch (no Python loop over tokens): the policy gives a selection mask ``[T, N]``;
 ``mask.T.nonzero()`` lists (expert, token) pairs already grouped by expert; tokens are gathered
 once, each expert runs one GEMM on its contiguous group, and results are scattered back with one
-``index_add_`` (the LLaMA-MoE ``UniversalCalculator`` pattern). A single decode token instead
-multiplies only the selected experts' slices, merging consecutive experts into one matrix-vector
-product. Reference: Zhu et al. 2024 (LLaMA-MoE); Kim et al. 2024 (LaDiMo).
+``index_add_`` (the LLaMA-MoE ``UniversalCalculator`` pattern); on CPU the gather and result
+buffers are reused across calls. A single decode token (no gradient) instead multiplies only the
+selected experts' slices: consecutive experts merged into one matrix-vector product for gate/up,
+one accumulating matrix-vector product per run for the down projection.
+Reference: Zhu et al. 2024 (LLaMA-MoE); Kim et al. 2024 (LaDiMo).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 from torch import nn
@@ -32,6 +35,29 @@ from .policies import WEIGHTINGS, AllExperts, Policy, parse_policy, routing_weig
 __all__ = ["MoEBlock", "RoutingStats"]
 
 _SILU = {"SiLU", "SiLUActivation"}
+_WORKSPACE = threading.local()
+_WORKSPACE_MAX_BYTES = 1 << 30
+
+
+def _workspace(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A reusable scratch buffer of ``numel`` elements (CPU only; one per thread and dtype).
+
+    Freshly allocating the gathered-token buffers of a long prefill (tens of MB) costs more than the
+    gather itself on CPU: the allocator maps new pages and the kernel zero-fills them on first touch.
+    Reusing one buffer removes that cost (measured 12.8 → 0.9 ms for a 37 MB gather). CUDA's caching
+    allocator already reuses memory, so other devices allocate normally.
+    """
+    nbytes = numel * torch.empty((), dtype=dtype).element_size()
+    if device.type != "cpu" or nbytes > _WORKSPACE_MAX_BYTES:
+        return torch.empty(numel, dtype=dtype, device=device)
+    bufs = getattr(_WORKSPACE, "bufs", None)
+    if bufs is None:
+        bufs = _WORKSPACE.bufs = {}
+    buf = bufs.get(dtype)
+    if buf is None or buf.numel() < numel:
+        with torch.inference_mode(False):  # a normal tensor may be written in and out of inference mode
+            buf = bufs[dtype] = torch.empty(numel, dtype=dtype)
+    return buf[:numel]
 
 
 class RoutingStats:
@@ -105,6 +131,8 @@ class MoEBlock(nn.Module):
         self.stats = RoutingStats(n)
         self.keep_logits = False
         self.last_logits: torch.Tensor | None = None
+        self._view_cache: tuple[torch.Tensor, dict] | None = None
+        self._view_key: tuple | None = None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -154,6 +182,8 @@ class MoEBlock(nn.Module):
             if self.record_stats:
                 self.stats.update(torch.ones(flat.shape[0], self.num_experts, dtype=torch.bool))
             return self._all_experts(flat).reshape(shape)
+        if flat.shape[0] == 1 and not torch.is_grad_enabled():
+            return self._decode_fast(flat, pol).reshape(shape)
         logits = self.router(flat)
         if self.keep_logits:
             self.last_logits = logits.detach()
@@ -161,11 +191,7 @@ class MoEBlock(nn.Module):
         weights = routing_weights(logits, mask, self.weighting)
         if self.record_stats:
             self.stats.update(mask)
-        if flat.shape[0] == 1:
-            out = self._decode_one(flat, mask[0], weights[0])
-        else:
-            out = self._grouped(flat, mask, weights)
-        return out.reshape(shape)
+        return self._grouped(flat, mask, weights).reshape(shape)
 
     def _all_experts(self, x: torch.Tensor) -> torch.Tensor:
         n, m, d = self.num_experts, self.expert_dim, self.hidden_size
@@ -181,10 +207,10 @@ class MoEBlock(nn.Module):
         tok = pairs[:, 1]
         gw = weights.t()[mt].to(x.dtype).unsqueeze(-1)  # same (expert, token) order
         counts = mt.sum(-1).tolist()
-        xs = x.index_select(0, tok)
         w1s, w2s = self.w1.unbind(0), self.w2.unbind(0)  # one gradient stack, not one per expert
         if not torch.is_grad_enabled():
-            return self._grouped_inference(x, xs, tok, counts, gw, w1s, w2s)
+            return self._grouped_inference(x, tok, counts, gw, w1s, w2s)
+        xs = x.index_select(0, tok)
         outs = []
         start = 0
         for e, c in enumerate(counts):
@@ -199,11 +225,14 @@ class MoEBlock(nn.Module):
             y = y.index_add(0, tok, torch.cat(outs) if len(outs) > 1 else outs[0])
         return y
 
-    def _grouped_inference(self, x, xs, tok, counts, gw, w1s, w2s) -> torch.Tensor:
-        """No-grad variant: in-place activation, results written straight into one buffer."""
+    def _grouped_inference(self, x, tok, counts, gw, w1s, w2s) -> torch.Tensor:
+        """No-grad variant: reused scratch buffers, in-place activation, one output buffer."""
         m = self.expert_dim
         unit = self.weighting == "unit"
-        buf = torch.empty_like(xs)
+        rows, d = tok.numel(), x.shape[1]
+        ws = _workspace(2 * rows * d, x.dtype, x.device)
+        xs = torch.index_select(x, 0, tok, out=ws[: rows * d].view(rows, d))
+        buf = ws[rows * d :].view(rows, d)
         start = 0
         for e, c in enumerate(counts):
             if c == 0:
@@ -221,23 +250,84 @@ class MoEBlock(nn.Module):
             start += c
         return torch.zeros_like(x).index_add_(0, tok, buf)
 
-    def _decode_one(self, x: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """One token: multiply only the chosen experts' slices (consecutive experts merged)."""
-        m, d = self.expert_dim, self.hidden_size
-        idx = mask.nonzero().flatten().tolist()
-        runs: list[tuple[int, int]] = []
+    def _decode_fast(self, x: torch.Tensor, pol: Policy) -> torch.Tensor:
+        """One token, no gradient: compute only the chosen experts' slices.
+
+        One matrix-vector product per run of consecutive chosen experts for gate/up (written into one
+        buffer), SiLU and the product once over the buffer, then one accumulating matrix-vector
+        product per run for the down projection: about 2·runs + 6 small kernel calls per token.
+        """
+        m = self.expert_dim
+        xv = x[0]
+        runs_cache = self._runs_cache()
+        logits = torch.mv(runs_cache[0], xv)
+        if self.keep_logits:
+            self.last_logits = logits.unsqueeze(0)
+        idx = pol.select_one(logits)
+        mask = None
+        if self.record_stats or self.weighting != "unit":
+            mask = torch.zeros(self.num_experts, dtype=torch.bool, device=x.device)
+            mask[idx] = True
+            if self.record_stats:
+                self.stats.update(mask.unsqueeze(0))
+        k = len(idx)
+        if k == 0:
+            return torch.zeros_like(x)
+        runs = self._runs(idx, runs_cache[1])
+        h = torch.empty(k, 2, m, dtype=x.dtype, device=x.device)
+        hf, off = h.view(-1), 0
+        for w1r, _, r in runs:
+            torch.mv(w1r, xv, out=hf[off : off + 2 * m * r])
+            off += 2 * m * r
+        gate, up = h[:, 0], h[:, 1]
+        if type(self.act_fn).__name__ in _SILU:
+            gate = F.silu(gate, inplace=True)
+        else:
+            gate = self.act_fn(gate)
+        g = torch.mul(gate, up)
+        if mask is not None and self.weighting != "unit":
+            w = routing_weights(logits.unsqueeze(0), mask.unsqueeze(0), self.weighting)[0]
+            g.mul_(w[idx].to(g.dtype).unsqueeze(-1))
+        gf, y, off = g.view(-1), None, 0
+        for _, w2t, r in runs:
+            part = gf[off : off + m * r]
+            y = torch.mv(w2t, part) if y is None else y.addmv_(w2t, part)
+            off += m * r
+        return y.unsqueeze(0)
+
+    def _runs_cache(self) -> tuple[torch.Tensor, dict]:
+        """``(router weight, {(a, b): (w1 rows, w2ᵀ columns, b - a)})`` for the decode fast path.
+
+        The weight views are built once per run of experts and rebuilt only when a parameter is
+        replaced or moved (``.to()``, ``load_state_dict(assign=True)``); in-place updates keep them valid.
+        """
+        params = self._parameters
+        w1, w2, wr = params["w1"], params["w2"], self.router.weight
+        key = (w1.data_ptr(), w2.data_ptr(), wr.data_ptr())
+        if self._view_key != key:
+            self._view_cache, self._view_key = (wr.detach(), {}), key
+        return self._view_cache
+
+    def _runs(self, idx: list[int], cache: dict) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+        """Merge sorted expert ids into runs ``(w1 rows, w2ᵀ columns, length)`` of consecutive experts."""
+        spans: list[list[int]] = []
         for e in idx:
-            if runs and runs[-1][1] == e:
-                runs[-1] = (runs[-1][0], e + 1)
+            if spans and spans[-1][1] == e:
+                spans[-1][1] = e + 1
             else:
-                runs.append((e, e + 1))
-        y = None
-        for a, b in runs:
-            h = F.linear(x, self.w1[a:b].reshape(-1, d)).view(b - a, 2, m)
-            h = self.act_fn(h[:, 0]) * h[:, 1] * weights[a:b, None].to(x.dtype)
-            part = h.reshape(1, -1) @ self.w2[a:b].reshape(-1, d)
-            y = part if y is None else y + part
-        return y if y is not None else torch.zeros_like(x)
+                spans.append([e, e + 1])
+        out = []
+        for a, b in spans:
+            v = cache.get((a, b))
+            if v is None:
+                d = self.hidden_size
+                v = cache[(a, b)] = (
+                    self.w1.detach()[a:b].reshape(-1, d),
+                    self.w2.detach()[a:b].reshape(-1, d).t(),
+                    b - a,
+                )
+            out.append(v)
+        return out
 
     # ------------------------------------------------------------------ helpers
     def expert_forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -68,6 +68,10 @@ class Policy:
         """Boolean mask ``[T, N]`` of selected experts for router logits ``[T, N]``."""
         raise NotImplementedError
 
+    def select_one(self, logits: torch.Tensor) -> list[int]:
+        """Sorted expert ids selected for one token's logits ``[N]`` (the decode fast path)."""
+        return self.select(logits.unsqueeze(0))[0].nonzero().flatten().tolist()
+
     def nominal_k(self, num_experts: int) -> float:
         """Experts per token assumed by accounting when no statistics were recorded."""
         raise NotImplementedError
@@ -117,6 +121,12 @@ class TopK(Policy):
         k = min(self.k, logits.shape[-1])
         idx = logits.topk(k, dim=-1).indices
         return torch.zeros_like(logits, dtype=torch.bool).scatter(-1, idx, True)
+
+    def select_one(self, logits: torch.Tensor) -> list[int]:
+        # N is small (≤ a few dozen): ranking the logits in Python is cheaper than topk + tolist.
+        # Ties go to the lower expert id (torch.topk leaves the order of exact ties unspecified).
+        vals = logits.tolist()
+        return sorted(sorted(range(len(vals)), key=lambda i: -vals[i])[: self.k])
 
     def nominal_k(self, num_experts: int) -> float:
         return float(min(self.k, num_experts))
