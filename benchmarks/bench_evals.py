@@ -58,7 +58,7 @@ def main() -> None:
     )
     loglikelihood(model, tok, reqs[:8], progress=False)  # warm-up
     rows = []
-    for label, bs in (("labkit (KV reuse, token budget)", None), ("labkit (KV reuse, batch_size=1)", 1)):
+    for label, bs in (("labkit (packed, token budget)", None), ("labkit (packed, batch_size=1)", 1)):
         vals, sec = timed(lambda bs=bs: loglikelihood(model, tok, reqs, batch_size=bs, progress=False))
         rows.append((label, sec, vals))
         print(f"  {label}: {sec:.1f} s", flush=True)

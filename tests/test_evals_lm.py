@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import unicodedata
 import warnings
@@ -87,6 +88,22 @@ def test_loglikelihood_matches_naive_reference(tiny):
         for (lg, gg), (lr, gr) in zip(got, ref, strict=True):
             assert lg == pytest.approx(lr, abs=1e-4)
             assert gg == gr
+
+
+def test_packed_options_do_not_see_each_other(tiny):
+    """An option's score is the same alone, among siblings of other lengths, and with eager attention."""
+    model, tok = tiny
+    ctx = "질문: 하늘은 무슨 색인가?\n정답:"
+    opts = [" 파란색", " 아주 아주 길고 긴 빨간색 대답", " x", " 초록"]
+    together = loglikelihood(model, tok, [(ctx, o) for o in opts], progress=False)
+    for o, (lp, g) in zip(opts, together, strict=True):
+        alone = loglikelihood(model, tok, [(ctx, o)], progress=False)[0]
+        assert lp == pytest.approx(alone[0], abs=1e-5) and g == alone[1]
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    again = loglikelihood(eager, tok, [(ctx, o) for o in opts] + REQS, batch_size=2, progress=False)
+    for (a, ga), (b, gb) in zip(again[: len(opts)], together, strict=True):
+        assert a == pytest.approx(b, abs=1e-4) and ga == gb
 
 
 def test_loglikelihood_greedy_flag_is_true_for_greedy_continuation(tiny):
@@ -220,7 +237,7 @@ def test_smollm2_agrees_with_lm_eval_fp32():
 
 
 def test_works_on_part1_moe_model():
-    """Part I's converted MoE (a LlamaForCausalLM with MoE MLPs) goes through the KV-reuse path."""
+    """Part I's converted MoE (a LlamaForCausalLM with MoE MLPs) goes through the packed path."""
     construct = pytest.importorskip("labkit.moe.construct")
     model, tok = tiny_llama("tiny-llama", seed=4)
     moe = construct.moefy(model, num_experts=4)
@@ -229,3 +246,12 @@ def test_works_on_part1_moe_model():
     got = loglikelihood(moe, tok, REQS, progress=False)
     for (lg, gg), (lr, gr) in zip(got, ref, strict=True):
         assert lg == pytest.approx(lr, abs=1e-4) and gg == gr
+
+
+def test_attention_without_4d_masks_is_refused(tiny):
+    from types import SimpleNamespace
+
+    _, tok = tiny
+    fake = SimpleNamespace(config=SimpleNamespace(_attn_implementation="flash_attention_2"))
+    with pytest.raises(EvalError, match="flash_attention_2.*sdpa"):
+        loglikelihood(fake, tok, REQS, progress=False)

@@ -30,6 +30,10 @@ def test_perplexity_matches_mean_nll():
     assert evaluate.perplexity(model, blocks, batch_size=3) == pytest.approx(
         math.exp(float(out.loss)), rel=1e-5
     )
+    # the LM head in chunks that straddle sequence boundaries gives the same number
+    assert evaluate.perplexity(model, blocks, batch_size=2, head_chunk=37) == pytest.approx(
+        math.exp(float(out.loss)), rel=1e-5
+    )
 
 
 def test_mc_accuracy_prefers_a_model_that_knows_the_answer():

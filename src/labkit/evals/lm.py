@@ -12,18 +12,19 @@ continuation is the greedy one. Tokenisation follows ``lm_eval.api.model.Templat
   text already starts with the BOS string;
 * an empty context becomes the prefix token (BOS, else EOS), unless the continuation starts with it.
 
-Speed comes from running each distinct context once: requests are grouped by their context tokens,
-the contexts of a batch are run left-padded with a KV cache, and the continuations of every option
-reuse that cache (:meth:`transformers.Cache.reorder_cache`). Groups are sorted longest first and
-batched under a token budget. Numbers agree with ``HFLM.loglikelihood`` to ~1e-5 in float32 (see
-``benchmarks/bench_evals.py``).
+Speed comes from running each distinct context once: requests are grouped by their context tokens
+and each group is scored in one forward pass with its options packed after the context ("packed
+continuations": a 4-D attention mask keeps options from seeing each other, and position ids
+restart after the context), with logits computed only at the scored positions. Groups are sorted
+longest first and batched under a token budget (right-padded rows, at most ~15 % padding). The
+model's attention must accept a 4-D mask (``sdpa`` or ``eager``, the transformers defaults).
+Numbers agree with ``HFLM.loglikelihood`` to ~1e-5 in float32 (see ``benchmarks/bench_evals.py``).
 
 Reference: Gao et al., *A framework for few-shot language model evaluation* (lm-evaluation-harness).
 """
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ __all__ = [
 
 DEFAULT_TOKEN_BUDGET = 8192  # padded tokens per forward pass when batch_size is None
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's fallback
+MIN_FILL = 0.85  # token-budget batching: a row joins a batch only if it fills this much of its width
 
 
 def tok_encode(tokenizer, text: str, add_special_tokens: bool | None = None) -> list[int]:
@@ -124,7 +126,8 @@ class _Group:
 
     @property
     def cost(self) -> int:
-        return len(self.ctx) + max(len(c) for c in self.conts)
+        """Length of the packed row: the context plus every option but its last token."""
+        return len(self.ctx) + sum(len(c) - 1 for c in self.conts)
 
 
 def _pad_id(tokenizer) -> int:
@@ -168,9 +171,12 @@ def _batches(groups: list[_Group], batch_size: int | None, token_budget: int):
     batch: list[_Group] = []
     for g in groups:
         if batch:
-            rows = sum(len(b.conts) for b in batch) + len(g.conts)
+            rows = len(batch) + 1  # one packed row per group
             width = batch[0].cost  # sorted longest first
-            full = (len(batch) >= batch_size) if batch_size else (rows * width > token_budget)
+            if batch_size:
+                full = len(batch) >= batch_size
+            else:  # a token budget, and at most ~15 % of a row wasted on padding
+                full = rows * width > token_budget or g.cost < MIN_FILL * width
             if full:
                 yield batch
                 batch = []
@@ -179,67 +185,74 @@ def _batches(groups: list[_Group], batch_size: int | None, token_budget: int):
         yield batch
 
 
-def _cache_kwarg(model) -> str:
-    """Name of the KV-cache argument: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _get_cache(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+def _packed_rows(batch: list[_Group]) -> list[tuple[list[int], list[int], list[int], list[int]]]:
+    """Per group: packed tokens, position ids, segment ids (-1 context, i option i) and option starts."""
+    rows = []
+    for g in batch:
+        n = len(g.ctx)
+        seq, pos, seg, starts = list(g.ctx), list(range(n)), [-1] * n, []
+        for c in g.conts:
+            starts.append(len(seq))
+            seq += c[:-1]
+            pos += range(n, n + len(c) - 1)
+            seg += [len(starts) - 1] * (len(c) - 1)
+        rows.append((seq, pos, seg, starts))
+    return rows
 
 
 @torch.inference_mode()
 def _score_batch(model, batch: list[_Group], pad_id: int) -> list[list[tuple[float, bool]]]:
+    """Score every option of every group in one forward pass ("packed continuations").
+
+    Row ``r`` holds one context followed by all its options' tokens (each without its last token).
+    A 4-D attention mask lets context tokens see earlier context tokens, and each option's tokens
+    see the whole context and their own earlier tokens, never another option; position ids restart
+    after the context for every option. So each option is scored exactly as if it followed the
+    context alone, while the context is computed once and the model runs once per batch.
+    """
     device = next(model.parameters()).device
-    n_ctx = max(len(g.ctx) for g in batch)
-    ids = torch.full((len(batch), n_ctx), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), n_ctx), dtype=torch.long)
-    for r, g in enumerate(batch):  # left padding: every context ends at the last column
-        ids[r, n_ctx - len(g.ctx) :] = torch.tensor(g.ctx)
-        mask[r, n_ctx - len(g.ctx) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-    first = F.log_softmax(out.logits[:, -1, :].float(), dim=-1)  # (B, V): next-token after each context
-
-    rows = [(r, c) for r, g in enumerate(batch) for c in g.conts]
-    width = max(len(c) for _, c in rows) - 1
-    later = None
-    if width > 0:
-        cache = _get_cache(out)
-        row_group = torch.tensor([r for r, _ in rows], device=device)
-        cache.reorder_cache(row_group)
-        inp = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        for i, (_, c) in enumerate(rows):
-            inp[i, : len(c) - 1] = torch.tensor(c[:-1])
-        inp = inp.to(device)
-        mask2 = torch.cat(
-            [mask[row_group], torch.ones((len(rows), width), dtype=torch.long, device=device)], 1
-        )
-        ctx_len = mask[row_group].sum(-1, keepdim=True)
-        pos2 = ctx_len + torch.arange(width, device=device)[None, :]
-        out2 = model(
-            input_ids=inp,
-            attention_mask=mask2,
-            position_ids=pos2,
-            use_cache=True,
-            **{_cache_kwarg(model): cache},
-        )
-        later = out2.logits.float()
-
-    results: list[list[tuple[float, bool]]] = [[] for _ in batch]
-    for i, (r, c) in enumerate(rows):
-        toks = torch.tensor(c, device=device)
-        lp0 = first[r]
-        logp = lp0[toks[0]]
-        greedy = bool(lp0.argmax() == toks[0])
-        if len(c) > 1:
-            lps = F.log_softmax(later[i, : len(c) - 1], dim=-1)
-            logp = logp + lps.gather(1, toks[1:, None]).sum()
-            greedy = greedy and bool((lps.argmax(-1) == toks[1:]).all())
-        results[r].append((float(logp), greedy))
+    dtype = next(model.parameters()).dtype
+    rows = _packed_rows(batch)
+    width = max(len(seq) for seq, _, _, _ in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    seg = torch.full((len(rows), width), -2, dtype=torch.long)  # -2: padding
+    for r, (seq, p, sg, _) in enumerate(rows):
+        ids[r, : len(seq)] = torch.tensor(seq)
+        pos[r, : len(seq)] = torch.tensor(p)
+        seg[r, : len(seq)] = torch.tensor(sg)
+    sq, sk = seg[:, :, None], seg[:, None, :]
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    allow = causal & ((sk == -1) | (sk == sq)) & (sq != -2)
+    allow |= torch.eye(width, dtype=torch.bool) & (sq == -2)  # padding sees itself (no empty rows)
+    mask = torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)
+    # logits only where a prediction is scored: the last context token and every option token
+    wanted = set()
+    for r, (_, _, _, starts) in enumerate(rows):
+        wanted.add(len(batch[r].ctx) - 1)
+        for st, c in zip(starts, batch[r].conts, strict=True):
+            wanted.update(range(st, st + len(c) - 1))
+    keep = sorted(wanted)
+    col = {p: j for j, p in enumerate(keep)}
+    out = model(
+        input_ids=ids.to(device),
+        attention_mask=mask[:, None].to(device),
+        position_ids=pos.to(device),
+        use_cache=False,
+        logits_to_keep=torch.tensor(keep, device=device),
+    )
+    logp = F.log_softmax(out.logits.float(), dim=-1)  # [B, len(keep), V]
+    results: list[list[tuple[float, bool]]] = []
+    for r, (_, _, _, starts) in enumerate(rows):
+        g = batch[r]
+        res = []
+        first = col[len(g.ctx) - 1]
+        for st, c in zip(starts, g.conts, strict=True):
+            cols = torch.tensor([first] + [col[p] for p in range(st, st + len(c) - 1)], device=device)
+            lp = logp[r, cols]  # [len(c), V]: row j predicts c[j]
+            toks = torch.tensor(c, device=device)
+            res.append((float(lp.gather(1, toks[:, None]).sum()), bool((lp.argmax(-1) == toks).all())))
+        results.append(res)
     return results
 
 
@@ -273,9 +286,23 @@ def loglikelihood(
     -------
     list of ``(logprob, is_greedy)``
         In request order; ``logprob`` in nats (natural log).
+
+    Raises
+    ------
+    EvalError
+        Malformed requests, a bad ``batch_size``, or an attention implementation that cannot take a
+        4-D mask (e.g. ``flash_attention_2``).
+    ContextTooLongError
+        A continuation longer than the window, or a context with nothing left after truncation.
     """
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise EvalError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if impl not in (None, "sdpa", "eager"):
+        raise EvalError(
+            f"attention implementation {impl!r} cannot take the 4-D mask that packed scoring needs; "
+            "load the model with attn_implementation='sdpa' (or 'eager')"
+        )
     max_length = max_length or model_max_length(model, tokenizer)
     encoded = [encode_pair(tokenizer, ctx, cont) for ctx, cont in requests]
     groups = _group_requests(encoded, max_length)

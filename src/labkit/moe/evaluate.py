@@ -26,17 +26,31 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def perplexity(model: torch.nn.Module, blocks: torch.Tensor, *, batch_size: int = 4) -> float:
-    """Perplexity of ``model`` on token blocks ``[B, L]`` (every position after the first is scored)."""
+def perplexity(
+    model: torch.nn.Module, blocks: torch.Tensor, *, batch_size: int = 4, head_chunk: int = 1024
+) -> float:
+    """Perplexity of ``model`` on token blocks ``[B, L]`` (every position after the first is scored).
+
+    The LM head runs on ``head_chunk`` positions at a time, so the vocabulary-sized logits never
+    exist for a whole batch (4 × 512 positions × 49,152 tokens would be 400 MB in float32, twice
+    over for the softmax); models without a separate ``model.model`` body fall back to full logits.
+    """
     dev = _device(model)
+    body, head = getattr(model, "model", None), model.get_output_embeddings()
     nll, count = 0.0, 0
     for s in range(0, blocks.shape[0], batch_size):
         ids = blocks[s : s + batch_size].to(dev)
-        logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
-        nll += float(
-            F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="sum")
-        )
-        count += ids[:, 1:].numel()
+        targets = ids[:, 1:].reshape(-1)
+        if body is None or head is None:
+            logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
+            nll += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, reduction="sum"))
+        else:
+            hidden = body(input_ids=ids, use_cache=False).last_hidden_state[:, :-1]
+            hidden = hidden.reshape(-1, hidden.shape[-1])
+            for c in range(0, hidden.shape[0], head_chunk):
+                logits = head(hidden[c : c + head_chunk]).float()
+                nll += float(F.cross_entropy(logits, targets[c : c + head_chunk], reduction="sum"))
+        count += targets.numel()
     return math.exp(nll / count)
 
 
