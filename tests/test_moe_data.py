@@ -43,3 +43,9 @@ def test_continuation_choices_hold_the_true_continuation():
         # the right answer continues the context in the held-out text
         assert any(text[i : i + 40] == whole for i in range(0, len(text) - 40, 40))
     assert len({it.answer for it in items}) > 1
+
+
+def test_module_docs_use_own_docstrings_only():
+    """Inherited docstrings depend on the process (a Jupyter kernel patches pdb): never use them."""
+    text = data._module_text("pdb")
+    assert text and "Generic Python debugger base class" not in text  # bdb.Bdb's, inherited by pdb.Pdb

@@ -144,7 +144,9 @@ def _module_text(name: str) -> str:
             or getattr(obj, "__module__", "") != mod.__name__
         ):
             continue
-        doc = inspect.getdoc(obj)
+        # the object's own docstring: ``inspect.getdoc`` would fall back to a base class's, which
+        # depends on the process (in a Jupyter kernel ``pdb.Pdb`` inherits nothing from ``bdb``)
+        doc = inspect.cleandoc(obj.__doc__) if isinstance(obj.__doc__, str) else ""
         if doc and len(doc) > 80:
             parts.append(f"{attr}\n{doc}")
     return "\n\n".join(p for p in parts if p)
