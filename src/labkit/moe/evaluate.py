@@ -8,6 +8,7 @@ Latency is wall-clock (``time.perf_counter``; CUDA synchronised), median of repe
 
 from __future__ import annotations
 
+import inspect
 import math
 import statistics
 import time
@@ -107,15 +108,19 @@ def latency(
         _sync(dev)
         return time.perf_counter() - t
 
+    # transformers ≥ 5.2x names the KV cache ``cache`` (``past_key_values`` is deprecated)
+    new_api = "cache" in inspect.signature(model.forward).parameters
+    kwarg = "cache" if new_api else "past_key_values"
+
     def decode() -> float:
         out = model(input_ids=prompt, use_cache=True)
-        cache = out.past_key_values
+        cache = getattr(out, kwarg)
         nxt = out.logits[:, -1:].argmax(-1)
         _sync(dev)
         t = time.perf_counter()
         for _ in range(decode_tokens):
-            out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
+            out = model(input_ids=nxt, use_cache=True, **{kwarg: cache})
+            cache = getattr(out, kwarg)
             nxt = out.logits[:, -1:].argmax(-1)
         _sync(dev)
         return (time.perf_counter() - t) / decode_tokens
