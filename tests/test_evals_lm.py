@@ -106,6 +106,21 @@ def test_packed_options_do_not_see_each_other(tiny):
         assert a == pytest.approx(b, abs=1e-4) and ga == gb
 
 
+def test_batches_too_large_for_the_logit_budget_are_split(tiny, monkeypatch):
+    import labkit.evals.lm as lm
+
+    model, tok = tiny
+    whole = loglikelihood(model, tok, REQS, batch_size=3, progress=False)
+    calls = []
+    score = lm._score_batch
+    monkeypatch.setattr(lm, "_score_batch", lambda m, b, p: calls.append(len(b)) or score(m, b, p))
+    monkeypatch.setattr(lm, "LOGIT_BUDGET_BYTES", 1)  # every batch splits down to single groups
+    split = loglikelihood(model, tok, REQS, batch_size=3, progress=False)
+    assert max(calls) == 3 and calls.count(1) > 2  # batches of 3 were split into single groups
+    for (a, ga), (b, gb) in zip(split, whole, strict=True):
+        assert a == pytest.approx(b, abs=1e-5) and ga == gb
+
+
 def test_loglikelihood_greedy_flag_is_true_for_greedy_continuation(tiny):
     model, tok = tiny
     ctx = "안녕"

@@ -47,6 +47,7 @@ __all__ = [
 DEFAULT_TOKEN_BUDGET = 8192  # padded tokens per forward pass when batch_size is None
 DEFAULT_MAX_LENGTH = 2048  # lm-eval's fallback
 MIN_FILL = 0.85  # token-budget batching: a row joins a batch only if it fills this much of its width
+LOGIT_BUDGET_BYTES = 256 * 2**20  # a batch whose kept float32 logits would exceed this is split
 
 
 def tok_encode(tokenizer, text: str, add_special_tokens: bool | None = None) -> list[int]:
@@ -200,6 +201,16 @@ def _packed_rows(batch: list[_Group]) -> list[tuple[list[int], list[int], list[i
     return rows
 
 
+def _scored_positions(batch: list[_Group], rows: list) -> list[int]:
+    """Sorted positions whose logits are scored in any row: each last context token and option token."""
+    wanted: set[int] = set()
+    for g, (_, _, _, starts) in zip(batch, rows, strict=True):
+        wanted.add(len(g.ctx) - 1)
+        for st, c in zip(starts, g.conts, strict=True):
+            wanted.update(range(st, st + len(c) - 1))
+    return sorted(wanted)
+
+
 @torch.inference_mode()
 def _score_batch(model, batch: list[_Group], pad_id: int) -> list[list[tuple[float, bool]]]:
     """Score every option of every group in one forward pass ("packed continuations").
@@ -213,6 +224,11 @@ def _score_batch(model, batch: list[_Group], pad_id: int) -> list[list[tuple[flo
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     rows = _packed_rows(batch)
+    keep = _scored_positions(batch, rows)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    if len(batch) > 1 and len(batch) * len(keep) * vocab * 4 > LOGIT_BUDGET_BYTES:
+        half = len(batch) // 2  # the kept logits of the whole batch would be too large: split it
+        return _score_batch(model, batch[:half], pad_id) + _score_batch(model, batch[half:], pad_id)
     width = max(len(seq) for seq, _, _, _ in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
@@ -226,13 +242,6 @@ def _score_batch(model, batch: list[_Group], pad_id: int) -> list[list[tuple[flo
     allow = causal & ((sk == -1) | (sk == sq)) & (sq != -2)
     allow |= torch.eye(width, dtype=torch.bool) & (sq == -2)  # padding sees itself (no empty rows)
     mask = torch.zeros(allow.shape, dtype=dtype).masked_fill_(~allow, torch.finfo(dtype).min)
-    # logits only where a prediction is scored: the last context token and every option token
-    wanted = set()
-    for r, (_, _, _, starts) in enumerate(rows):
-        wanted.add(len(batch[r].ctx) - 1)
-        for st, c in zip(starts, batch[r].conts, strict=True):
-            wanted.update(range(st, st + len(c) - 1))
-    keep = sorted(wanted)
     col = {p: j for j, p in enumerate(keep)}
     out = model(
         input_ids=ids.to(device),
