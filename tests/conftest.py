@@ -24,3 +24,17 @@ def _offline(monkeypatch):
     monkeypatch.setenv("LABKIT_OFFLINE", "1")
     if "LABKIT_PROFILE" in os.environ:
         monkeypatch.delenv("LABKIT_PROFILE")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny ops are dominated by OpenMP synchronisation on a busy 2-core machine: use one thread.
+
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

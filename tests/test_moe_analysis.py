@@ -12,14 +12,7 @@ from labkit.models import tiny_llama
 from labkit.moe import data, evaluate
 from labkit.moe.analysis import capture_mlp_inputs, expert_concentration
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops are dominated by OpenMP synchronisation on a busy 2-core machine: use one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_perplexity_matches_mean_nll():

@@ -15,13 +15,7 @@ from labkit.moe.errors import CheckpointMismatchError
 CFG = distill.DistillConfig(batch_tokens=256, lr=1e-3, epochs=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops are dominated by OpenMP synchronisation on a busy 2-core machine: use one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

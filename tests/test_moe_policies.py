@@ -11,14 +11,7 @@ from labkit.models import tiny_llama
 from labkit.moe.accounting import llama_breakdown
 from labkit.moe.policies import SwitchK, TopK, TopP, parse_policy
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops are dominated by OpenMP synchronisation on a busy 2-core machine: use one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_parse_round_trip_and_unknown():
