@@ -49,7 +49,8 @@ def test_uneven_padding_is_zero_and_stays_exact():
     block = model.model.layers[0].mlp
     assert block.expert_sizes.tolist() == [38, 38, 37, 37]
     m = block.expert_dim
-    assert torch.count_nonzero(block.w1[2, 37:m]) == 0 and torch.count_nonzero(block.w1[2, m + 37 :]) == 0
+    assert torch.count_nonzero(block.w1[2, :, 37:m]) == 0
+    assert torch.count_nonzero(block.w1[2, :, m + 37 :]) == 0
     assert torch.count_nonzero(block.w2[3, 37:]) == 0
 
 
@@ -85,6 +86,36 @@ def test_dispatch_matches_per_token_reference(policy, weighting):
         with torch.inference_mode():
             assert _rel(block(x[1:2, :1]), ref[1:2, :1]) < 1e-5
             assert _rel(block(x), ref) < 1e-5
+
+
+@pytest.mark.parametrize("impl", ["bags", "runs"])
+@pytest.mark.parametrize("threads", [1, 2, 4])
+@pytest.mark.parametrize("weighting", ["unit", "softmax"])
+def test_decode_implementations_match_reference(impl, threads, weighting, monkeypatch):
+    """Both single-token kernels, with bags split across threads (sub-bags for k < threads)."""
+    from labkit.moe import block as block_mod
+
+    monkeypatch.setattr(block_mod, "_MIN_BAG_ROWS", 4)
+    model, _ = tiny_llama("tiny-llama-odd", seed=4)
+    moe.moefy(model, num_experts=7, method="contiguous")
+    block = model.model.layers[0].mlp
+    torch.nn.init.normal_(block.router.weight, std=0.5)
+    block.decode_impl = impl
+    block.set_weighting(weighting)
+    x = torch.randn(6, 1, block.hidden_size)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            for policy in ("top1", "top2", "top5", "topp0.7", "switch0.4:1-3"):
+                block.set_policy(policy)
+                for t in range(x.shape[0]):
+                    assert _rel(block(x[t : t + 1]), _reference(block, x[t : t + 1])) < 1e-5, (policy, t)
+    finally:
+        torch.set_num_threads(old)
+    if impl == "bags" and threads > 1:
+        assert any(plan[2] > 1 for plan in block._plans.values())  # sub-bags were used for top1
+        assert any(plan[4].numel() > 1 for plan in block._plans.values())  # split down projection
 
 
 def test_decode_fast_path_statistics_and_moved_weights():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -84,6 +85,12 @@ def test_checkpoint_of_another_config_is_refused(stores, tmp_path):
     eight = moe.moefy(copy.deepcopy(dense), num_experts=8)
     with pytest.raises(CheckpointMismatchError):
         distill.distill_layers(eight, tr, tmp_path, config=CFG, progress=False)
+    meta_path = next(tmp_path.glob("*.json"))
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "layout"}))  # written by layout 1
+    same = moe.moefy(copy.deepcopy(dense), num_experts=4)
+    with pytest.raises(CheckpointMismatchError, match="weight layout 1"):
+        distill.distill_layers(same, tr, tmp_path, config=CFG, progress=False)
 
 
 def _stop_first(layer: int) -> None:

@@ -40,6 +40,29 @@ def test_save_load_gives_identical_logits(tmp_path):
     assert not list(tmp_path.glob(".m-*"))  # no temporary folder left behind
 
 
+def test_load_reads_format_1_weight_layout(tmp_path):
+    """A labkit-moe/1 checkpoint (w1 stored [N, 2m, d]) loads into the current layout, same logits."""
+    from safetensors.torch import load_file, save_file
+
+    model, tok = _routed_model()
+    moe.set_policy(model, "top2")
+    ids = torch.randint(0, 256, (1, 9))
+    with torch.no_grad():
+        ref = model(ids).logits
+    folder = io.save_moe(model, tmp_path / "m", tok)
+    state = load_file(str(folder / "model.safetensors"))
+    old = {k: (v.transpose(1, 2).contiguous() if k.endswith(".mlp.w1") else v) for k, v in state.items()}
+    save_file(old, str(folder / "model.safetensors"))
+    meta = json.loads((folder / "labkit_moe.json").read_text())
+    (folder / "labkit_moe.json").write_text(json.dumps({**meta, "format": "labkit-moe/1"}))
+    loaded, _ = io.load_moe(folder)
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, ref)
+    (folder / "labkit_moe.json").write_text(json.dumps({**meta, "format": "labkit-moe/9"}))
+    with pytest.raises(moe.CheckpointMismatchError, match="labkit-moe/9"):
+        io.load_moe(folder)
+
+
 def test_load_refuses_foreign_or_corrupt_folders(tmp_path):
     with pytest.raises(moe.CheckpointMismatchError, match="not a labkit MoE checkpoint"):
         io.load_moe(tmp_path)

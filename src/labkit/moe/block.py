@@ -4,20 +4,25 @@ Expert ``i`` owns a set ``S_i`` of the dense FFN's intermediate neurons:
 
     E_i(x) = (SiLU(x W_g[S_i]ᵀ) ⊙ x W_u[S_i]ᵀ) W_d[:, S_i]ᵀ,   Σ_i E_i(x) = FFN(x)  exactly.
 
-Storage (stacked, so a run of consecutive experts is one contiguous matrix):
+Storage (stacked per expert, input-major, so ``h = x @ w1[i]`` and ``y = g @ w2[i]``):
 
-* ``w1``: ``[N, 2m, d]``, rows ``0..m-1`` are expert i's gate rows, ``m..2m-1`` its up rows;
-* ``w2``: ``[N, m, d]``, the transposed down-projection columns (``y = h @ w2[i]``);
-* ``m = ceil(f / N)``: uneven splits are zero-padded; a zero gate/up row and zero down column
+* ``w1``: ``[N, d, 2m]``, columns ``0..m-1`` are expert i's gate neurons, ``m..2m-1`` its up neurons;
+* ``w2``: ``[N, m, d]``, the transposed down-projection columns;
+* ``m = ceil(f / N)``: uneven splits are zero-padded; a zero gate/up column and zero down row
   contribute exactly 0 and receive exactly zero gradient, so padding stays zero in training.
 
-Dispatch (no Python loop over tokens): the policy gives a selection mask ``[T, N]``;
+Every row of ``w1.view(N·d, 2m)`` is one (expert, input feature) pair and every row of
+``w2.view(N·m, d)`` one (expert, neuron) pair, so one decode token is two weighted row sums over
+the chosen experts' rows (``embedding_bag`` with per-sample weights x and g): the chosen slices
+only, in two calls whatever the selection, split into bags that run on all cores (a BLAS
+matrix-vector product uses one core). Other devices take one matrix-vector product per run of
+consecutive chosen experts.
+
+Dispatch of a longer input (no Python loop over tokens): the policy gives a selection mask ``[T, N]``;
 ``mask.T.nonzero()`` lists (expert, token) pairs already grouped by expert; tokens are gathered
 once, each expert runs one GEMM on its contiguous group, and results are scattered back with one
 ``index_add_`` (the LLaMA-MoE ``UniversalCalculator`` pattern); on CPU the gather and result
-buffers are reused across calls. A single decode token (no gradient) instead multiplies only the
-selected experts' slices: consecutive experts merged into one matrix-vector product for gate/up,
-one accumulating matrix-vector product per run for the down projection.
+buffers are reused across calls.
 Reference: Zhu et al. 2024 (LLaMA-MoE); Kim et al. 2024 (LaDiMo).
 """
 
@@ -37,6 +42,8 @@ __all__ = ["MoEBlock", "RoutingStats"]
 _SILU = {"SiLU", "SiLUActivation"}
 _WORKSPACE = threading.local()
 _WORKSPACE_MAX_BYTES = 1 << 30
+WEIGHT_LAYOUT = 2  # w1 is [N, d, 2m]; layout 1 (before 2026-11-28) stored [N, 2m, d]
+_MIN_BAG_ROWS = 128  # a decode bag (one thread's share of a row sum) is not split below this
 
 
 def _workspace(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -120,8 +127,9 @@ class MoEBlock(nn.Module):
         self.num_experts = n
         self.expert_dim = m
         self.act_fn = act_fn
+        self._silu = type(act_fn).__name__ in _SILU
         self.router = nn.Linear(hidden_size, n, bias=False, dtype=dtype, device=device)
-        self.w1 = nn.Parameter(torch.zeros(n, 2 * m, hidden_size, dtype=dtype, device=device))
+        self.w1 = nn.Parameter(torch.zeros(n, hidden_size, 2 * m, dtype=dtype, device=device))
         self.w2 = nn.Parameter(torch.zeros(n, m, hidden_size, dtype=dtype, device=device))
         self.register_buffer("expert_sizes", torch.tensor(expert_sizes, dtype=torch.long), persistent=True)
         self.register_buffer("neuron_index", torch.full((n, m), -1, dtype=torch.long), persistent=True)
@@ -131,8 +139,10 @@ class MoEBlock(nn.Module):
         self.stats = RoutingStats(n)
         self.keep_logits = False
         self.last_logits: torch.Tensor | None = None
-        self._view_cache: tuple[torch.Tensor, dict] | None = None
-        self._view_key: tuple | None = None
+        self.decode_impl: str | None = None  # "bags", "runs" or None (bags on CPU, runs elsewhere)
+        self._views: tuple | None = None
+        self._views_key: tuple | None = None
+        self._plans: dict = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -147,8 +157,8 @@ class MoEBlock(nn.Module):
             for i, idx in enumerate(groups):
                 idx = idx.to(wg.device)
                 s = idx.numel()
-                block.w1[i, :s] = wg[idx]
-                block.w1[i, m : m + s] = wu[idx]
+                block.w1[i, :, :s] = wg[idx].t()
+                block.w1[i, :, m : m + s] = wu[idx].t()
                 block.w2[i, :s] = wd[:, idx].t()
                 block.neuron_index[i, :s] = idx
             # Router init: each expert's mean normalised gate row ("similarity selection",
@@ -176,14 +186,14 @@ class MoEBlock(nn.Module):
     def forward(self, x: torch.Tensor, policy: Policy | None = None) -> torch.Tensor:
         """Apply the block to ``x`` of shape ``[..., d]``; ``policy`` overrides ``self.policy`` once."""
         pol = self.policy if policy is None else policy
+        if x.numel() == self.hidden_size and not pol.unit_weights and not torch.is_grad_enabled():
+            return self._decode_fast(x, pol)
         shape = x.shape
         flat = x.reshape(-1, self.hidden_size)
         if pol.unit_weights:
             if self.record_stats:
                 self.stats.update(torch.ones(flat.shape[0], self.num_experts, dtype=torch.bool))
             return self._all_experts(flat).reshape(shape)
-        if flat.shape[0] == 1 and not torch.is_grad_enabled():
-            return self._decode_fast(flat, pol).reshape(shape)
         logits = self.router(flat)
         if self.keep_logits:
             self.last_logits = logits.detach()
@@ -193,11 +203,25 @@ class MoEBlock(nn.Module):
             self.stats.update(mask)
         return self._grouped(flat, mask, weights).reshape(shape)
 
-    def _all_experts(self, x: torch.Tensor) -> torch.Tensor:
+    def _gate_up_all(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ w1[i]`` for every expert: ``[T, N, 2m]``.
+
+        Without gradient each expert's GEMM writes straight into its slice of the result; with
+        gradient the experts' columns are concatenated once (a copy of ``w1``) for one GEMM.
+        """
         n, m, d = self.num_experts, self.expert_dim, self.hidden_size
-        h = F.linear(x, self.w1.reshape(n * 2 * m, d)).view(-1, n, 2, m)
-        h = self.act_fn(h[:, :, 0]) * h[:, :, 1]
-        return h.reshape(-1, n * m) @ self.w2.reshape(n * m, d)
+        if torch.is_grad_enabled():
+            return (x @ self.w1.transpose(0, 1).reshape(d, n * 2 * m)).view(-1, n, 2 * m)
+        h = torch.empty(x.shape[0], n, 2 * m, dtype=x.dtype, device=x.device)
+        for e, w in enumerate(self.w1.unbind(0)):
+            torch.mm(x, w, out=h[:, e])
+        return h
+
+    def _all_experts(self, x: torch.Tensor) -> torch.Tensor:
+        n, m = self.num_experts, self.expert_dim
+        h = self._gate_up_all(x)
+        g = self.act_fn(h[..., :m]) * h[..., m:]
+        return g.reshape(-1, n * m) @ self.w2.reshape(n * m, self.hidden_size)
 
     def _grouped(self, x: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Sort/gather → one GEMM per expert → scatter-add."""
@@ -216,7 +240,7 @@ class MoEBlock(nn.Module):
         for e, c in enumerate(counts):
             if c == 0:
                 continue
-            h = F.linear(xs[start : start + c], w1s[e])
+            h = xs[start : start + c] @ w1s[e]
             h = self.act_fn(h[:, :m]) * h[:, m:] * gw[start : start + c]
             outs.append(h @ w2s[e])
             start += c
@@ -237,9 +261,9 @@ class MoEBlock(nn.Module):
         for e, c in enumerate(counts):
             if c == 0:
                 continue
-            h = F.linear(xs[start : start + c], w1s[e])
+            h = torch.mm(xs[start : start + c], w1s[e])
             g = h[:, :m]
-            if type(self.act_fn).__name__ in _SILU:
+            if self._silu:
                 F.silu(g, inplace=True)
             else:
                 g = self.act_fn(g)
@@ -251,90 +275,134 @@ class MoEBlock(nn.Module):
         return torch.zeros_like(x).index_add_(0, tok, buf)
 
     def _decode_fast(self, x: torch.Tensor, pol: Policy) -> torch.Tensor:
-        """One token, no gradient: compute only the chosen experts' slices.
+        """One token (``x.numel() == d``), no gradient: only the chosen experts' slices are used.
 
-        One matrix-vector product per run of consecutive chosen experts for gate/up (written into one
-        buffer), SiLU and the product once over the buffer, then one accumulating matrix-vector
-        product per run for the down projection: about 2·runs + 6 small kernel calls per token.
+        Kept lean on purpose: a decode step's FFN is tens of microseconds on a CPU, so every
+        extra tensor call shows (see ``benchmarks/bench_moe.py``).
         """
-        m = self.expert_dim
-        xv = x[0]
-        runs_cache = self._runs_cache()
-        logits = torch.mv(runs_cache[0], xv)
+        xv = x.reshape(-1)
+        wr, w1_rows, w2_rows = self._weight_views()
+        logits = torch.mv(wr, xv)
         if self.keep_logits:
             self.last_logits = logits.unsqueeze(0)
         idx = pol.select_one(logits)
-        mask = None
+        w = None
         if self.record_stats or self.weighting != "unit":
             mask = torch.zeros(self.num_experts, dtype=torch.bool, device=x.device)
             mask[idx] = True
             if self.record_stats:
                 self.stats.update(mask.unsqueeze(0))
-        k = len(idx)
-        if k == 0:
+            if self.weighting != "unit":
+                w = routing_weights(logits.unsqueeze(0), mask.unsqueeze(0), self.weighting)[0]
+                w = w[idx].to(x.dtype).unsqueeze(-1)
+        if not idx:
             return torch.zeros_like(x)
-        runs = self._runs(idx, runs_cache[1])
-        h = torch.empty(k, 2, m, dtype=x.dtype, device=x.device)
-        hf, off = h.view(-1), 0
-        for w1r, _, r in runs:
-            torch.mv(w1r, xv, out=hf[off : off + 2 * m * r])
-            off += 2 * m * r
-        gate, up = h[:, 0], h[:, 1]
-        if type(self.act_fn).__name__ in _SILU:
-            gate = F.silu(gate, inplace=True)
+        impl = self.decode_impl or ("bags" if x.is_cpu else "runs")
+        if impl == "bags":
+            y = self._decode_bags(xv, idx, w, w1_rows, w2_rows)
         else:
-            gate = self.act_fn(gate)
-        g = torch.mul(gate, up)
-        if mask is not None and self.weighting != "unit":
-            w = routing_weights(logits.unsqueeze(0), mask.unsqueeze(0), self.weighting)[0]
-            g.mul_(w[idx].to(g.dtype).unsqueeze(-1))
-        gf, y, off = g.view(-1), None, 0
-        for _, w2t, r in runs:
-            part = gf[off : off + m * r]
-            y = torch.mv(w2t, part) if y is None else y.addmv_(w2t, part)
-            off += m * r
-        return y.unsqueeze(0)
+            y = self._decode_runs(xv, idx, w)
+        return y.view(x.shape)
 
-    def _runs_cache(self) -> tuple[torch.Tensor, dict]:
-        """``(router weight, {(a, b): (w1 rows, w2ᵀ columns, b - a)})`` for the decode fast path.
+    def _act_mul(self, h: torch.Tensor) -> torch.Tensor:
+        """``act(gate) ⊙ up`` of ``h = [..., 2m]`` as a new ``[..., m]`` tensor."""
+        gate, up = h.chunk(2, -1)
+        return (F.silu(gate) if self._silu else self.act_fn(gate)).mul_(up)
 
-        The weight views are built once per run of experts and rebuilt only when a parameter is
-        replaced or moved (``.to()``, ``load_state_dict(assign=True)``); in-place updates keep them valid.
+    def _decode_bags(self, xv, idx: list[int], w, w1_rows, w2_rows) -> torch.Tensor:
+        """Two weighted row sums: ``h[j] = Σ_i x_i w1[e_j, i]`` then ``y = Σ_(j,r) g[j, r] w2[e_j, r]``.
+
+        Each chosen expert is one bag of ``d`` rows (split in ``s`` sub-bags when there are fewer
+        experts than threads, summed afterwards); the down projection's ``k·m`` rows are split in
+        as many bags as threads (none under ``_MIN_BAG_ROWS`` rows) and summed.
         """
-        params = self._parameters
-        w1, w2, wr = params["w1"], params["w2"], self.router.weight
-        key = (w1.data_ptr(), w2.data_ptr(), wr.data_ptr())
-        if self._view_key != key:
-            self._view_cache, self._view_key = (wr.detach(), {}), key
-        return self._view_cache
+        k = len(idx)
+        idx1, off1, sub, idx2, off2 = self._plan(tuple(idx), torch.get_num_threads(), xv.device)
+        xs = xv.expand(k, xv.shape[0]).reshape(-1)
+        h = torch.embedding_bag(w1_rows, idx1, off1, False, 0, False, xs, False, None)[0]
+        if sub > 1:
+            h = h.view(k, sub, -1).sum(1)
+        g = self._act_mul(h)
+        if w is not None:
+            g.mul_(w)
+        y = torch.embedding_bag(w2_rows, idx2, off2, False, 0, False, g.reshape(-1), False, None)[0]
+        return y[0] if y.shape[0] == 1 else y.sum(0)
 
-    def _runs(self, idx: list[int], cache: dict) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
-        """Merge sorted expert ids into runs ``(w1 rows, w2ᵀ columns, length)`` of consecutive experts."""
+    def _plan(self, idx: tuple[int, ...], threads: int, device: torch.device) -> tuple:
+        """Row indices and bag offsets of a selection (cached; the cache is bounded to ~32 MB)."""
+        key = (idx, threads)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        k, m, d = len(idx), self.expert_dim, self.hidden_size
+        if len(self._plans) * k * (d + m) * 8 > 1 << 25:
+            self._plans.clear()
+        sel = torch.tensor(idx, dtype=torch.long, device=device).unsqueeze(1)
+        sub = 1
+        while k * sub * 2 <= threads and d % (sub * 2) == 0 and d // (sub * 2) >= _MIN_BAG_ROWS:
+            sub *= 2
+        idx1 = torch.add(torch.arange(d, device=device), sel, alpha=d).view(-1)
+        off1 = torch.arange(0, k * d, d // sub, device=device)
+        rows = k * m
+        bags2 = max(1, min(threads, rows // _MIN_BAG_ROWS))
+        idx2 = torch.add(torch.arange(m, device=device), sel, alpha=m).view(-1)
+        off2 = torch.arange(0, rows, -(-rows // bags2), device=device)
+        plan = self._plans[key] = (idx1, off1, sub, idx2, off2)
+        return plan
+
+    def _decode_runs(self, xv, idx: list[int], w) -> torch.Tensor:
+        """One matrix-vector product per run of consecutive chosen experts (gate/up and down)."""
+        d = self.hidden_size
+        w1, w2 = self.w1.detach(), self.w2.detach()
+        h = torch.empty(len(idx), 2 * self.expert_dim, dtype=xv.dtype, device=xv.device)
+        spans = self._spans(idx)
+        off = 0
+        for a, b in spans:
+            torch.matmul(xv, w1[a:b], out=h[off : off + b - a])
+            off += b - a
+        g = self._act_mul(h)
+        if w is not None:
+            g.mul_(w)
+        y, off = None, 0
+        for a, b in spans:
+            part = g[off : off + b - a].reshape(-1)
+            w2r = w2[a:b].reshape(-1, d).t()
+            y = torch.mv(w2r, part) if y is None else y.addmv_(w2r, part)
+            off += b - a
+        return y
+
+    @staticmethod
+    def _spans(idx: list[int]) -> list[tuple[int, int]]:
+        """Sorted expert ids merged into runs ``(a, b)`` of consecutive experts ``a..b-1``."""
         spans: list[list[int]] = []
         for e in idx:
             if spans and spans[-1][1] == e:
                 spans[-1][1] = e + 1
             else:
                 spans.append([e, e + 1])
-        out = []
-        for a, b in spans:
-            v = cache.get((a, b))
-            if v is None:
-                d = self.hidden_size
-                v = cache[(a, b)] = (
-                    self.w1.detach()[a:b].reshape(-1, d),
-                    self.w2.detach()[a:b].reshape(-1, d).t(),
-                    b - a,
-                )
-            out.append(v)
-        return out
+        return [(a, b) for a, b in spans]
+
+    def _weight_views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(router weight, w1 rows [N·d, 2m], w2 rows [N·m, d])``, detached views for decoding.
+
+        Built once and rebuilt only when a parameter is replaced or moved (``.to()``,
+        ``load_state_dict(assign=True)``); in-place updates keep the views valid.
+        """
+        w1, w2, wr = self._parameters["w1"], self._parameters["w2"], self.router.weight
+        key = (w1.data_ptr(), w2.data_ptr(), wr.data_ptr(), w1.dtype)
+        if self._views_key != key:
+            w1_rows, w2_rows = w1.detach().view(-1, w1.shape[-1]), w2.detach().view(-1, w2.shape[-1])
+            self._views = (wr.detach(), w1_rows, w2_rows)
+            self._views_key = key
+            self._plans = {}
+        return self._views
 
     # ------------------------------------------------------------------ helpers
     def expert_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Every expert's output for ``x`` ``[T, d]``: ``[T, N, d]`` (for analysis and router fitting)."""
-        n, m, d = self.num_experts, self.expert_dim, self.hidden_size
-        h = F.linear(x, self.w1.reshape(n * 2 * m, d)).view(-1, n, 2, m)
-        h = self.act_fn(h[:, :, 0]) * h[:, :, 1]
+        m = self.expert_dim
+        h = self._gate_up_all(x)
+        h = self.act_fn(h[..., :m]) * h[..., m:]
         return torch.einsum("tnm,nmd->tnd", h, self.w2)
 
     def extra_repr(self) -> str:

@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from ..paths import atomic_write_text
-from .block import MoEBlock
+from .block import WEIGHT_LAYOUT, MoEBlock
 from .capture import ActivationStore
 from .construct import moe_blocks
 from .errors import CheckpointMismatchError, MoEError
@@ -194,10 +194,15 @@ def distill_layers(
         if wpath.is_file() and mpath.is_file():
             meta = json.loads(mpath.read_text())
             shape = [block.num_experts, block.expert_dim, block.hidden_size]
-            if meta.get("config_key") != key or meta.get("shape") != shape:
+            if (
+                meta.get("config_key") != key
+                or meta.get("shape") != shape
+                or meta.get("layout", 1) != WEIGHT_LAYOUT
+            ):
                 raise CheckpointMismatchError(
-                    f"{wpath} was written for config {meta.get('config_key')} / shape {meta.get('shape')}, "
-                    f"not {key} / {shape}; use another checkpoint_dir or delete it"
+                    f"{wpath} was written for config {meta.get('config_key')} / shape {meta.get('shape')} / "
+                    f"weight layout {meta.get('layout', 1)}, not {key} / {shape} / {WEIGHT_LAYOUT}; "
+                    "use another checkpoint_dir or delete it"
                 )
             state = load_file(str(wpath), device=str(dev))
             block.load_state_dict(state, strict=False)
@@ -230,6 +235,7 @@ def distill_layers(
             "layer": i,
             "config_key": key,
             "shape": [block.num_experts, block.expert_dim, block.hidden_size],
+            "layout": WEIGHT_LAYOUT,
             "losses": losses,
             "initial_loss": initial,
             "final_loss": final,

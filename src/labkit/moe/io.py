@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_model, save_file
+from safetensors.torch import load_file, load_model, save_file
 
 from .block import MoEBlock
 from .construct import decoder_layers, moe_blocks
@@ -33,7 +33,8 @@ from .policies import TopK, parse_policy
 
 __all__ = ["export_mixtral", "load_moe", "save_moe"]
 
-FORMAT = "labkit-moe/1"
+FORMAT = "labkit-moe/2"  # /2: w1 stored [N, d, 2m] (input-major); /1 stored it [N, 2m, d]
+_READABLE = (FORMAT, "labkit-moe/1")
 
 
 def _atomic_dir(target: Path, write) -> Path:
@@ -100,8 +101,8 @@ def load_moe(
             f"{folder} is not a labkit MoE checkpoint (no labkit_moe.json/model.safetensors)"
         )
     meta = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise CheckpointMismatchError(f"{meta_path}: format {meta.get('format')!r} is not {FORMAT!r}")
+    if meta.get("format") not in _READABLE:
+        raise CheckpointMismatchError(f"{meta_path}: format {meta.get('format')!r} is not one of {_READABLE}")
     config = AutoConfig.from_pretrained(str(folder))
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
@@ -119,7 +120,14 @@ def load_moe(
         layer.mlp.policy = parse_policy(lm["policy"])
         layer.mlp.set_weighting(lm.get("weighting", "unit"))
     try:
-        missing, unexpected = load_model(model, str(folder / "model.safetensors"), strict=False)
+        if meta["format"] == FORMAT:
+            missing, unexpected = load_model(model, str(folder / "model.safetensors"), strict=False)
+        else:  # labkit-moe/1: expert gate/up weights stored [N, 2m, d]
+            state = load_file(str(folder / "model.safetensors"))
+            for key in [k for k in state if k.endswith(".mlp.w1")]:
+                state[key] = state[key].transpose(1, 2).contiguous()
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            del state
     except RuntimeError as err:
         raise CheckpointMismatchError(f"{folder}: weights do not fit the saved config ({err})") from err
     missing = [k for k in missing if not k.endswith("lm_head.weight")]
@@ -194,7 +202,7 @@ def export_mixtral(model: torch.nn.Module, folder: str | os.PathLike, tokenizer=
     for i, b in enumerate(blocks):
         pre = f"model.layers.{i}.mlp."
         state[pre + "gate.weight"] = b.router.weight.detach()
-        state[pre + "experts.gate_up_proj"] = b.w1.detach()
+        state[pre + "experts.gate_up_proj"] = b.w1.detach().transpose(1, 2).contiguous()  # [N, 2m, d]
         state[pre + "experts.down_proj"] = (b.w2.detach() * k).transpose(1, 2).contiguous()
     mixtral = MixtralForCausalLM(mcfg).to(blocks[0].w1.dtype)
     missing, unexpected = mixtral.load_state_dict(state, strict=False)

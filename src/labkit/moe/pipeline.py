@@ -25,7 +25,7 @@ from .errors import MoEError
 
 __all__ = ["ConversionConfig", "conversion_dir", "convert", "load_or_convert", "peak_rss_mb"]
 
-VERSION = 1
+VERSION = 2  # 2: MoE weight layout 2 (see labkit.moe.block.WEIGHT_LAYOUT)
 
 
 @dataclass(frozen=True)
