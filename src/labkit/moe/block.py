@@ -198,9 +198,11 @@ class MoEBlock(nn.Module):
         if self.keep_logits:
             self.last_logits = logits.detach()
         mask = pol.select(logits)
-        weights = routing_weights(logits, mask, self.weighting)
         if self.record_stats:
             self.stats.update(mask)
+        weights = None  # unit weights without gradient: nothing to multiply
+        if torch.is_grad_enabled() or self.weighting != "unit":
+            weights = routing_weights(logits, mask, self.weighting)
         return self._grouped(flat, mask, weights).reshape(shape)
 
     def _gate_up_all(self, x: torch.Tensor) -> torch.Tensor:
@@ -223,13 +225,13 @@ class MoEBlock(nn.Module):
         g = self.act_fn(h[..., :m]) * h[..., m:]
         return g.reshape(-1, n * m) @ self.w2.reshape(n * m, self.hidden_size)
 
-    def _grouped(self, x: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def _grouped(self, x: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         """Sort/gather → one GEMM per expert → scatter-add."""
         m = self.expert_dim
         mt = mask.t()
         pairs = mt.nonzero()  # (expert, token), grouped by expert
         tok = pairs[:, 1]
-        gw = weights.t()[mt].to(x.dtype).unsqueeze(-1)  # same (expert, token) order
+        gw = None if weights is None else weights.t()[mt].to(x.dtype).unsqueeze(-1)  # (expert, token) order
         counts = mt.sum(-1).tolist()
         w1s, w2s = self.w1.unbind(0), self.w2.unbind(0)  # one gradient stack, not one per expert
         if not torch.is_grad_enabled():
@@ -252,7 +254,6 @@ class MoEBlock(nn.Module):
     def _grouped_inference(self, x, tok, counts, gw, w1s, w2s) -> torch.Tensor:
         """No-grad variant: reused scratch buffers, in-place activation, one output buffer."""
         m = self.expert_dim
-        unit = self.weighting == "unit"
         rows, d = tok.numel(), x.shape[1]
         ws = _workspace(2 * rows * d, x.dtype, x.device)
         xs = torch.index_select(x, 0, tok, out=ws[: rows * d].view(rows, d))
@@ -268,7 +269,7 @@ class MoEBlock(nn.Module):
             else:
                 g = self.act_fn(g)
             g.mul_(h[:, m:])
-            if not unit:
+            if gw is not None:
                 g.mul_(gw[start : start + c])
             torch.mm(g, w2s[e], out=buf[start : start + c])
             start += c
