@@ -6,6 +6,9 @@ LLaMA2-7B FFN (d=4096, f=11008; 512-token prefill by default), where the fixed p
 routing is small next to the matrix-vector products. Efficiency = (k/N) · t_dense / t_moe: 1.0 means
 the MoE is exactly as much faster than dense as its activated fraction predicts. All timings are
 measured side by side in one run (round-robin, median of repeats), on whatever device is present.
+On a multi-core CPU the decode efficiency can exceed 1: the dense FFN's matrix-vector products run
+on one core (BLAS gemv, measured: the same time with 1 or 2 threads), labkit's decode row sums
+(``embedding_bag``) on all of them.
 
     python benchmarks/bench_moe.py             # the table (a few minutes on 2 CPU cores)
     python benchmarks/bench_moe.py --shape llama2-7b   # one 7B-sized FFN (~1.7 GB RAM, minutes)

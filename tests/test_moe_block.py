@@ -107,7 +107,8 @@ def test_decode_implementations_match_reference(impl, threads, weighting, monkey
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
-            for policy in ("top1", "top2", "top5", "topp0.7", "switch0.4:1-3"):
+            policies = ["top1", "top2", "top5", "topp0.7", "switch0.4:1-3"]
+            for policy in policies + (["all"] if weighting == "unit" else []):  # "all" ignores weighting
                 block.set_policy(policy)
                 for t in range(x.shape[0]):
                     assert _rel(block(x[t : t + 1]), _reference(block, x[t : t + 1])) < 1e-5, (policy, t)

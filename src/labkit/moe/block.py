@@ -143,6 +143,7 @@ class MoEBlock(nn.Module):
         self._views: tuple | None = None
         self._views_key: tuple | None = None
         self._plans: dict = {}
+        self._all_ids = list(range(n))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -186,7 +187,7 @@ class MoEBlock(nn.Module):
     def forward(self, x: torch.Tensor, policy: Policy | None = None) -> torch.Tensor:
         """Apply the block to ``x`` of shape ``[..., d]``; ``policy`` overrides ``self.policy`` once."""
         pol = self.policy if policy is None else policy
-        if x.numel() == self.hidden_size and not pol.unit_weights and not torch.is_grad_enabled():
+        if x.numel() == self.hidden_size and not torch.is_grad_enabled():
             return self._decode_fast(x, pol)
         shape = x.shape
         flat = x.reshape(-1, self.hidden_size)
@@ -252,17 +253,18 @@ class MoEBlock(nn.Module):
         return y
 
     def _grouped_inference(self, x, tok, counts, gw, w1s, w2s) -> torch.Tensor:
-        """No-grad variant: reused scratch buffers, in-place activation, one output buffer."""
+        """No-grad variant: reused scratch buffers (gathered tokens, one expert's h, results)."""
         m = self.expert_dim
         rows, d = tok.numel(), x.shape[1]
-        ws = _workspace(2 * rows * d, x.dtype, x.device)
+        ws = _workspace(2 * rows * d + max(counts) * 2 * m, x.dtype, x.device)
         xs = torch.index_select(x, 0, tok, out=ws[: rows * d].view(rows, d))
-        buf = ws[rows * d :].view(rows, d)
+        buf = ws[rows * d : 2 * rows * d].view(rows, d)
+        hbuf = ws[2 * rows * d :]
         start = 0
         for e, c in enumerate(counts):
             if c == 0:
                 continue
-            h = torch.mm(xs[start : start + c], w1s[e])
+            h = torch.mm(xs[start : start + c], w1s[e], out=hbuf[: c * 2 * m].view(c, 2 * m))
             g = h[:, :m]
             if self._silu:
                 F.silu(g, inplace=True)
@@ -283,11 +285,17 @@ class MoEBlock(nn.Module):
         """
         xv = x.reshape(-1)
         wr, w1_rows, w2_rows = self._weight_views()
+        w = None
+        if pol.unit_weights:  # all experts, weight 1: the dense FFN
+            if self.record_stats:
+                self.stats.update(torch.ones(1, self.num_experts, dtype=torch.bool))
+            if (self.decode_impl or ("bags" if x.is_cpu else "runs")) == "runs":
+                return self._all_experts(x.reshape(1, -1)).view(x.shape)
+            return self._decode_bags(xv, self._all_ids, w, w1_rows, w2_rows).view(x.shape)
         logits = torch.mv(wr, xv)
         if self.keep_logits:
             self.last_logits = logits.unsqueeze(0)
         idx = pol.select_one(logits)
-        w = None
         if self.record_stats or self.weighting != "unit":
             mask = torch.zeros(self.num_experts, dtype=torch.bool, device=x.device)
             mask[idx] = True
