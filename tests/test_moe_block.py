@@ -65,11 +65,15 @@ def _reference(block: MoEBlock, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(x.shape)
 
 
+@pytest.mark.parametrize("pair_rows", [0, 512])  # per-expert GEMM loop / experts in pairs (bmm)
 @pytest.mark.parametrize("weighting", ["unit", "softmax"])
 @pytest.mark.parametrize(
     "policy", ["top1", "top2", "top3", "top4", "topp0.6", "topp0.9:2-3", "switch0.4:1-3"]
 )
-def test_dispatch_matches_per_token_reference(policy, weighting):
+def test_dispatch_matches_per_token_reference(policy, weighting, pair_rows, monkeypatch):
+    from labkit.moe import block as block_mod
+
+    monkeypatch.setattr(block_mod, "_PAIR_ROWS", pair_rows)
     model, _ = tiny_llama("tiny-llama-odd", seed=1)
     moe.moefy(model, num_experts=4, method="kmeans")
     block = model.model.layers[1].mlp
@@ -198,3 +202,24 @@ def test_routing_statistics_recorded():
     s0, s1 = (layer.mlp.stats for layer in model.model.layers)
     assert s0.tokens == 20 and s0.mean_k == 1.0 and s1.mean_k == 3.0
     assert int(s1.load.sum()) == 60
+
+
+@pytest.mark.parametrize("pair_rows", [0, 512])
+def test_non_silu_activation_on_every_path(pair_rows, monkeypatch):
+    """A GELU FFN goes through the prefill loop, the paired GEMMs and both decode kernels."""
+    from labkit.moe import block as block_mod
+
+    monkeypatch.setattr(block_mod, "_PAIR_ROWS", pair_rows)
+    model, _ = tiny_llama("tiny-llama", seed=6)
+    moe.moefy(model, num_experts=4)
+    block = model.model.layers[0].mlp
+    block.act_fn = torch.nn.GELU()
+    torch.nn.init.normal_(block.router.weight, std=0.5)
+    block.set_policy("top2")
+    x = torch.randn(1, 9, block.hidden_size)
+    with torch.no_grad():
+        ref = _reference(block, x)
+        assert _rel(block(x), ref) < 1e-5
+        for impl in ("bags", "runs"):
+            block.decode_impl = impl
+            assert _rel(block(x[:, :1]), ref[:, :1]) < 1e-5
