@@ -149,10 +149,12 @@ def main() -> None:
     rows = run_table(args.device, tokens, args.repeats, d, f)
     for phase in ("prefill", "decode"):
         sel = [r for r in rows if r["phase"] == phase]
+        dense = [r["t_dense"] * 1e3 for r in sel]
         print(
             f"\n{phase}: labkit efficiency {min(r['eff_labkit'] for r in sel):.2f}–"
             f"{max(r['eff_labkit'] for r in sel):.2f}, Mixtral {min(r['eff_mixtral'] for r in sel):.2f}–"
-            f"{max(r['eff_mixtral'] for r in sel):.2f}"
+            f"{max(r['eff_mixtral'] for r in sel):.2f} (the same dense FFN measured "
+            f"{min(dense):.3f}–{max(dense):.3f} ms across rows: the noise floor of these ratios)"
         )
     if args.convert:
         run_convert()
