@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 
 import pytest
 import torch
@@ -174,7 +175,8 @@ def test_generate_with_kv_cache_padding_batch_and_bf16():
         ids = out[:1]
         full = model(ids, use_cache=False).logits[:, -1]
         pre = model(ids[:, :-1], use_cache=True)
-        step = model(ids[:, -1:], past_key_values=pre.past_key_values, use_cache=True).logits[:, -1]
+        kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        step = model(ids[:, -1:], use_cache=True, **{kw: getattr(pre, kw)}).logits[:, -1]
         assert _rel(step, full) < 1e-4
         bf = copy.deepcopy(model).to(torch.bfloat16)
         logits = bf(ids).logits
