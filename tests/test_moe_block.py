@@ -66,18 +66,20 @@ def _reference(block: MoEBlock, x: torch.Tensor) -> torch.Tensor:
     return out.reshape(x.shape)
 
 
-@pytest.mark.parametrize("pair_rows", [0, 512])  # per-expert GEMM loop / experts in pairs (bmm)
+# fused C kernels / per-expert GEMM loop / experts in pairs (bmm)
+@pytest.mark.parametrize("path", ["kernels", "loop", "pairs"])
 @pytest.mark.parametrize("weighting", ["unit", "softmax"])
 @pytest.mark.parametrize(
     "policy", ["top1", "top2", "top3", "top4", "topp0.6", "topp0.9:2-3", "switch0.4:1-3"]
 )
-def test_dispatch_matches_per_token_reference(policy, weighting, pair_rows, monkeypatch):
+def test_dispatch_matches_per_token_reference(policy, weighting, path, monkeypatch):
     from labkit.moe import block as block_mod
 
-    monkeypatch.setattr(block_mod, "_PAIR_ROWS", pair_rows)
+    monkeypatch.setattr(block_mod, "_PAIR_ROWS", 512 if path == "pairs" else 0)
     model, _ = tiny_llama("tiny-llama-odd", seed=1)
     moe.moefy(model, num_experts=4, method="kmeans")
     block = model.model.layers[1].mlp
+    block.use_kernels = path == "kernels"
     torch.nn.init.normal_(block.router.weight, std=0.5)
     block.set_policy(policy)
     block.set_weighting(weighting)
@@ -93,11 +95,12 @@ def test_dispatch_matches_per_token_reference(policy, weighting, pair_rows, monk
             assert _rel(block(x), ref) < 1e-5
 
 
-@pytest.mark.parametrize("impl", ["bags", "runs"])
+@pytest.mark.parametrize("impl", ["fused", "bags", "runs"])
 @pytest.mark.parametrize("threads", [1, 2, 4])
 @pytest.mark.parametrize("weighting", ["unit", "softmax"])
 def test_decode_implementations_match_reference(impl, threads, weighting, monkeypatch):
-    """Both single-token kernels, with bags split across threads (sub-bags for k < threads)."""
+    """Every single-token path: the C kernel and both PyTorch ones (bags split across threads,
+    with sub-bags for k < threads)."""
     from labkit.moe import block as block_mod
 
     monkeypatch.setattr(block_mod, "_MIN_BAG_ROWS", 4)
@@ -105,7 +108,8 @@ def test_decode_implementations_match_reference(impl, threads, weighting, monkey
     moe.moefy(model, num_experts=7, method="contiguous")
     block = model.model.layers[0].mlp
     torch.nn.init.normal_(block.router.weight, std=0.5)
-    block.decode_impl = impl
+    block.use_kernels = impl == "fused"
+    block.decode_impl = None if impl == "fused" else impl
     block.set_weighting(weighting)
     x = torch.randn(6, 1, block.hidden_size)
     old = torch.get_num_threads()
@@ -119,6 +123,8 @@ def test_decode_implementations_match_reference(impl, threads, weighting, monkey
                     assert _rel(block(x[t : t + 1]), _reference(block, x[t : t + 1])) < 1e-5, (policy, t)
     finally:
         torch.set_num_threads(old)
+    if impl == "fused":
+        assert block._kplans and not block._plans  # the C kernel ran, the bags never did
     if impl == "bags" and threads > 1:
         assert any(plan[2] > 1 for plan in block._plans.values())  # sub-bags were used for top1
         assert any(plan[4].numel() > 1 for plan in block._plans.values())  # split down projection
@@ -208,7 +214,8 @@ def test_routing_statistics_recorded():
 
 @pytest.mark.parametrize("pair_rows", [0, 512])
 def test_non_silu_activation_on_every_path(pair_rows, monkeypatch):
-    """A GELU FFN goes through the prefill loop, the paired GEMMs and both decode kernels."""
+    """A GELU FFN goes through the prefill loop, the paired GEMMs and both PyTorch decode paths
+    (the C kernels are SiLU-only and must step aside)."""
     from labkit.moe import block as block_mod
 
     monkeypatch.setattr(block_mod, "_PAIR_ROWS", pair_rows)
@@ -225,3 +232,4 @@ def test_non_silu_activation_on_every_path(pair_rows, monkeypatch):
         for impl in ("bags", "runs"):
             block.decode_impl = impl
             assert _rel(block(x[:, :1]), ref[:, :1]) < 1e-5
+    assert not block._kplans

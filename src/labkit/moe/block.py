@@ -29,6 +29,7 @@ Reference: Zhu et al. 2024 (LLaMA-MoE); Kim et al. 2024 (LaDiMo).
 
 from __future__ import annotations
 
+import ctypes
 import math
 import threading
 
@@ -36,6 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import kernels as _kernels
 from .policies import WEIGHTINGS, AllExperts, Policy, parse_policy, routing_weights
 
 __all__ = ["MoEBlock", "RoutingStats"]
@@ -147,10 +149,12 @@ class MoEBlock(nn.Module):
         self.stats = RoutingStats(n)
         self.keep_logits = False
         self.last_logits: torch.Tensor | None = None
-        self.decode_impl: str | None = None  # "bags", "runs" or None (bags on CPU, runs elsewhere)
+        self.use_kernels = True  # fused C kernels (labkit.moe.kernels) for float32 SiLU experts on CPU
+        self.decode_impl: str | None = None  # without kernels: "bags", "runs" or None (bags on CPU)
         self._views: tuple | None = None
         self._views_key: tuple | None = None
         self._plans: dict = {}
+        self._kplans: dict = {}
         self._all_ids = list(range(n))
 
     @property
@@ -240,7 +244,15 @@ class MoEBlock(nn.Module):
         return g.reshape(-1, n * m) @ self.w2.reshape(n * m, self.hidden_size)
 
     def _grouped(self, x: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-        """Sort/gather → one GEMM per expert → scatter-add."""
+        """Sort/gather → one GEMM per expert → scatter-add (or the fused CPU kernel)."""
+        if not torch.is_grad_enabled():
+            kern = self._kernel(x)
+            if kern is not None and kern.has_prefill:
+                t = x.shape[0]
+                block = _kernels.prefill_block(t, self.num_experts, mask.sum().item() / max(1, t))
+                w = None if weights is None else weights.to(torch.float32).contiguous()
+                w1, w2 = self.w1.detach(), self.w2.detach()
+                return kern.prefill(x.contiguous(), w1, w2, mask.contiguous(), w, block)
         m = self.expert_dim
         mt = mask.t()
         pairs = mt.nonzero()  # (expert, token), grouped by expert
@@ -349,11 +361,16 @@ class MoEBlock(nn.Module):
         extra tensor call shows (see ``benchmarks/bench_moe.py``).
         """
         xv = x.reshape(-1)
-        wr, w1_rows, w2_rows = self._weight_views()
+        wr, w1_rows, w2_rows, fusable = self._weight_views()
+        kern = None
+        if fusable and self.use_kernels and x.is_cpu and x.dtype == torch.float32 and self._silu:
+            kern = _kernels.get()
         w = None
         if pol.unit_weights:  # all experts, weight 1: the dense FFN
             if self.record_stats:
                 self.stats.update(torch.ones(1, self.num_experts, dtype=torch.bool))
+            if kern is not None:
+                return self._decode_kernel(kern, xv, self._all_ids, w).view(x.shape)
             if (self.decode_impl or ("bags" if x.is_cpu else "runs")) == "runs":
                 return self._all_experts(x.reshape(1, -1)).view(x.shape)
             return self._decode_bags(xv, self._all_ids, w, w1_rows, w2_rows).view(x.shape)
@@ -371,12 +388,30 @@ class MoEBlock(nn.Module):
                 w = w[idx].to(x.dtype).unsqueeze(-1)
         if not idx:
             return torch.zeros_like(x)
+        if kern is not None:
+            return self._decode_kernel(kern, xv, idx, w).view(x.shape)
         impl = self.decode_impl or ("bags" if x.is_cpu else "runs")
         if impl == "bags":
             y = self._decode_bags(xv, idx, w, w1_rows, w2_rows)
         else:
             y = self._decode_runs(xv, idx, w)
         return y.view(x.shape)
+
+    def _decode_kernel(self, kern: _kernels.MoEKernels, xv: torch.Tensor, idx: list[int], w) -> torch.Tensor:
+        """The fused C decode kernel; the ctypes array of expert ids is cached per selection."""
+        key = tuple(idx)
+        arr = self._kplans.get(key)
+        if arr is None:
+            if len(self._kplans) > 4096:
+                self._kplans.clear()
+            arr = self._kplans[key] = (ctypes.c_int64 * len(idx))(*idx)
+        return kern.decode(xv.contiguous(), self.w1.detach(), self.w2.detach(), arr, len(idx), w)
+
+    def _kernel(self, x: torch.Tensor) -> _kernels.MoEKernels | None:
+        """The fused kernels when they apply (CPU, float32 input and weights, SiLU), else None."""
+        if not (self.use_kernels and x.is_cpu and x.dtype == torch.float32 and self._silu):
+            return None
+        return _kernels.get() if self._weight_views()[3] else None
 
     def _act_mul(self, h: torch.Tensor) -> torch.Tensor:
         """``act(gate) ⊙ up`` of ``h = [..., 2m]`` as a new ``[..., m]`` tensor."""
@@ -456,17 +491,22 @@ class MoEBlock(nn.Module):
                 spans.append([e, e + 1])
         return [(a, b) for a, b in spans]
 
-    def _weight_views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(router weight, w1 rows [N·d, 2m], w2 rows [N·m, d])``, detached views for decoding.
+    def _weight_views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        """``(router weight, w1 rows [N·d, 2m], w2 rows [N·m, d], fusable)``, detached, for decoding.
 
-        Built once and rebuilt only when a parameter is replaced or moved (``.to()``,
+        ``fusable``: the expert weights suit the C kernels (CPU, float32, contiguous). Built once
+        and rebuilt only when a parameter is replaced or moved (``.to()``,
         ``load_state_dict(assign=True)``); in-place updates keep the views valid.
         """
         w1, w2, wr = self._parameters["w1"], self._parameters["w2"], self.router.weight
-        key = (w1.data_ptr(), w2.data_ptr(), wr.data_ptr(), w1.dtype)
+        key = (w1.data_ptr(), w2.data_ptr(), wr.data_ptr(), w1.dtype, w2.dtype)
         if self._views_key != key:
-            w1_rows, w2_rows = w1.detach().view(-1, w1.shape[-1]), w2.detach().view(-1, w2.shape[-1])
-            self._views = (wr.detach(), w1_rows, w2_rows)
+            w1c, w2c = w1.detach().contiguous(), w2.detach().contiguous()
+            w1_rows, w2_rows = w1c.view(-1, w1.shape[-1]), w2c.view(-1, w2.shape[-1])
+            fusable = all(
+                w.is_cpu and w.dtype == torch.float32 and w.is_contiguous() for w in (w1, w2)
+            )
+            self._views = (wr.detach(), w1_rows, w2_rows, fusable)
             self._views_key = key
             self._plans = {}
         return self._views

@@ -1,0 +1,226 @@
+/* Fused CPU kernels for labkit.moe.block.MoEBlock (float32, SwiGLU experts, no gradient).
+ *
+ * Built on first use by labkit/moe/kernels.py (cc -O3 -march=native -fopenmp -shared) and called
+ * through ctypes with raw pointers; every caller checks shapes, dtypes and contiguity first.
+ * Threads come from the OpenMP runtime torch already loaded (same libgomp soname), so the
+ * kernels share torch's thread pool instead of starting a second one.
+ *
+ * Weight layout (WEIGHT_LAYOUT 2): w1 [N, d, 2m] (gate columns 0..m-1, up columns m..2m-1),
+ * w2 [N, m, d]; expert e's output is (SiLU(x w1[e][:, :m]) * x w1[e][:, m:]) w2[e].
+ *
+ * lk_moe_decode: one token, the chosen experts only. Both stages stream the chosen experts'
+ *   rows once, split into contiguous row ranges per thread (partial sums, then one reduction):
+ *   stage 1 h = sum_i x_i w1[e, i, :] over the k*d (expert, input) rows; stage 2
+ *   y = sum_(e,r) g[e, r] w2[e, r, :] over the k*m (expert, neuron) rows.
+ * lk_moe_prefill: T tokens with a selection mask [T, N] (and optional weights [T, N]). Tokens are
+ *   cut into blocks; a thread owns a block: for each expert it gathers the block's tokens routed
+ *   there into a thread-local buffer, runs gate/up and down as single-threaded BLAS sgemm calls,
+ *   and adds the results into the block's own output rows (no two threads write one row).
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LK_ABI 1
+
+typedef void (*lk_sgemm_fn)(const char *, const char *, const int *, const int *, const int *,
+                            const float *, const float *, const int *, const float *, const int *,
+                            const float *, float *, const int *);
+typedef int (*lk_set_threads_fn)(int);
+
+static lk_sgemm_fn lk_sgemm = NULL;
+static lk_set_threads_fn lk_blas_local_threads = NULL;
+
+int lk_abi(void) { return LK_ABI; }
+
+/* Fortran BLAS sgemm_ (e.g. MKL's inside libtorch_cpu) and, optionally, a per-thread
+ * thread-count setter (MKL's MKL_Set_Num_Threads_Local, int by value); NULL disables lk_moe_prefill. */
+void lk_set_blas(void *sgemm, void *set_local_threads) {
+    lk_sgemm = (lk_sgemm_fn)sgemm;
+    lk_blas_local_threads = (lk_set_threads_fn)set_local_threads;
+}
+
+int lk_has_blas(void) { return lk_sgemm != NULL; }
+
+/* exp(x) for float32 (Cephes expf: x = n ln2 + r, n = round(x / ln2), |r| <= ln2/2, degree-6
+ * polynomial; relative error ~1e-7). Written without library calls (fminf, floorf) and with
+ * round-to-nearest by the 1.5 * 2^23 trick, so that gcc vectorises loops over it without
+ * -ffast-math. */
+static inline float lk_exp(float x) {
+    x = x < -87.3f ? -87.3f : x;
+    x = x > 88.7f ? 88.7f : x;
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } scale = {.i = ((int32_t)n + 127) << 23};
+    return p * scale.f;
+}
+
+static inline float lk_silu(float v) { return v / (1.0f + lk_exp(-v)); }
+
+/* acc[0:n] += sum_q a[q] * rows[q * stride + 0:n] for q < nr (rows streamed in order). */
+static void lk_axpy_rows(float *restrict acc, const float *restrict rows, int64_t stride,
+                         const float *restrict a, int64_t nr, int64_t n) {
+    int64_t q = 0;
+    for (; q + 4 <= nr; q += 4) {
+        const float a0 = a[q], a1 = a[q + 1], a2 = a[q + 2], a3 = a[q + 3];
+        const float *r0 = rows + q * stride, *r1 = r0 + stride, *r2 = r1 + stride, *r3 = r2 + stride;
+#pragma omp simd
+        for (int64_t c = 0; c < n; ++c) acc[c] += a0 * r0[c] + a1 * r1[c] + a2 * r2[c] + a3 * r3[c];
+    }
+    for (; q < nr; ++q) {
+        const float a0 = a[q];
+        const float *r0 = rows + q * stride;
+#pragma omp simd
+        for (int64_t c = 0; c < n; ++c) acc[c] += a0 * r0[c];
+    }
+}
+
+/* Thread-local scratch, grown on demand and kept (re-touching fresh pages costs more than the
+ * work at these sizes). Returns NULL when the allocation fails. */
+static float *lk_scratch(int64_t numel) {
+    static __thread float *buf = NULL;
+    static __thread int64_t cap = 0;
+    if (numel > cap) {
+        float *p = (float *)realloc(buf, (size_t)numel * sizeof(float));
+        if (p == NULL) return NULL;
+        buf = p;
+        cap = numel;
+    }
+    return buf;
+}
+
+/* y[d] = sum_j wts[j] * E_{idx[j]}(x); wts may be NULL (unit weights). Returns 0, or -1 when
+ * scratch memory could not be allocated. */
+int lk_moe_decode(const float *x, const float *w1, const float *w2, int64_t d, int64_t m,
+                  const int64_t *idx, int64_t k, const float *wts, float *y, int nthreads) {
+    const int64_t m2 = 2 * m, r1 = k * d, r2 = k * m;
+    if (nthreads < 1) nthreads = 1;
+    if (k == 0) {
+        memset(y, 0, (size_t)d * sizeof(float));
+        return 0;
+    }
+    float *hpart = (float *)calloc((size_t)nthreads * (size_t)(k * m2 + d) + (size_t)r2, sizeof(float));
+    if (hpart == NULL) return -1;
+    float *ypart = hpart + (size_t)nthreads * (size_t)(k * m2);
+    float *g = ypart + (size_t)nthreads * (size_t)d;
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        float *hp = hpart + (size_t)t * (size_t)(k * m2);
+        int64_t a = r1 * t / nt, b = r1 * (t + 1) / nt;
+        while (a < b) { /* rows a..b-1 of the (expert, input) rows: one expert at a time */
+            const int64_t j = a / d, i0 = a % d, i1 = (d < i0 + (b - a)) ? d : i0 + (b - a);
+            lk_axpy_rows(hp + j * m2, w1 + (idx[j] * d + i0) * m2, m2, x + i0, i1 - i0, m2);
+            a += i1 - i0;
+        }
+#pragma omp barrier
+#pragma omp for simd schedule(static)
+        for (int64_t e = 0; e < r2; ++e) {
+            const int64_t j = e / m, r = e % m;
+            float gate = 0.0f, up = 0.0f;
+            for (int s = 0; s < nt; ++s) {
+                gate += hpart[((size_t)s * k + j) * m2 + r];
+                up += hpart[((size_t)s * k + j) * m2 + m + r];
+            }
+            const float v = lk_silu(gate) * up;
+            g[e] = wts ? v * wts[j] : v;
+        }
+        float *yq = ypart + (size_t)t * (size_t)d;
+        a = r2 * t / nt;
+        b = r2 * (t + 1) / nt;
+        while (a < b) { /* rows a..b-1 of the (expert, neuron) rows */
+            const int64_t j = a / m, q0 = a % m, q1 = (m < q0 + (b - a)) ? m : q0 + (b - a);
+            lk_axpy_rows(yq, w2 + (idx[j] * m + q0) * d, d, g + j * m + q0, q1 - q0, d);
+            a += q1 - q0;
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < d; ++c) {
+            float s = 0.0f;
+            for (int q = 0; q < nt; ++q) s += ypart[(size_t)q * d + c];
+            y[c] = s;
+        }
+    }
+    free(hpart);
+    return 0;
+}
+
+/* y[T, d] = sum_e mask[t, e] * wts[t, e] * E_e(x[t]); mask is uint8 [T, N] (a torch bool
+ * tensor), wts float [T, N] or NULL (unit weights). Tokens are processed in blocks of `block`
+ * rows. Returns 0; -1 when no BLAS was registered; -2 when scratch memory failed. */
+int lk_moe_prefill(const float *x, int64_t T, int64_t d, const float *w1, const float *w2,
+                   int64_t n_exp, int64_t m, const uint8_t *mask, const float *wts, float *y,
+                   int64_t block, int64_t chunk, int nthreads) {
+    if (lk_sgemm == NULL) return -1;
+    if (chunk < 1) chunk = 1;
+    if (nthreads < 1) nthreads = 1;
+    if (block < 1) block = 1;
+    const int64_t m2 = 2 * m, nblocks = (T + block - 1) / block;
+    int failed = 0;
+#pragma omp parallel num_threads(nthreads)
+    {
+        const int old = lk_blas_local_threads ? lk_blas_local_threads(1) : 0;
+        /* per thread: token lists [N, block] + gathered rows [block, d] + h [block, 2m] + out [block, d] */
+        const int64_t rows = chunk < block ? chunk : block;
+        float *ws = lk_scratch(rows * (2 * d + m2) + n_exp * block + n_exp);
+        if (ws == NULL) {
+#pragma omp atomic write
+            failed = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t bi = 0; bi < nblocks; ++bi) {
+            if (ws == NULL) continue;
+            float *xs = ws, *h = xs + rows * d, *o = h + rows * m2;
+            int32_t *lists = (int32_t *)(o + rows * d);
+            int32_t *cnt = lists + n_exp * block; /* n_exp counters after the lists */
+            const int64_t t0 = bi * block, t1 = (t0 + block < T) ? t0 + block : T;
+            memset(cnt, 0, (size_t)n_exp * sizeof(int32_t));
+            for (int64_t t = t0; t < t1; ++t) {
+                const uint8_t *row = mask + t * n_exp;
+                for (int64_t e = 0; e < n_exp; ++e)
+                    if (row[e]) lists[e * block + cnt[e]++] = (int32_t)t;
+            }
+            memset(y + t0 * d, 0, (size_t)(t1 - t0) * (size_t)d * sizeof(float));
+            for (int64_t e = 0; e < n_exp; ++e) {
+                for (int c0 = 0; c0 < cnt[e]; c0 += (int)chunk) { /* at most `chunk` rows per GEMM */
+                    const int c = (cnt[e] - c0 < chunk) ? cnt[e] - c0 : (int)chunk;
+                    const int32_t *tok = lists + e * block + c0;
+                    for (int r = 0; r < c; ++r)
+                        memcpy(xs + (int64_t)r * d, x + (int64_t)tok[r] * d, (size_t)d * sizeof(float));
+                    /* row-major h[c, 2m] = xs[c, d] @ w1[e][d, 2m], as column-major h^T = w1^T xs^T */
+                    const int M = c, Kd = (int)d, N2 = (int)m2, Km = (int)m, Nd = (int)d;
+                    const float one = 1.0f, zero = 0.0f;
+                    lk_sgemm("N", "N", &N2, &M, &Kd, &one, w1 + e * d * m2, &N2, xs, &Kd, &zero, h, &N2);
+                    for (int r = 0; r < c; ++r) {
+                        float *hr = h + (int64_t)r * m2;
+                        const float s = wts ? wts[(int64_t)tok[r] * n_exp + e] : 1.0f;
+#pragma omp simd
+                        for (int64_t q = 0; q < m; ++q) hr[q] = lk_silu(hr[q]) * hr[m + q] * s;
+                    }
+                    /* o[c, d] = g[c, m] (row stride 2m) @ w2[e][m, d] */
+                    lk_sgemm("N", "N", &Nd, &M, &Km, &one, w2 + e * m * d, &Nd, h, &N2, &zero, o, &Nd);
+                    for (int r = 0; r < c; ++r) {
+                        float *yr = y + (int64_t)tok[r] * d;
+                        const float *orow = o + (int64_t)r * d;
+#pragma omp simd
+                        for (int64_t q = 0; q < d; ++q) yr[q] += orow[q];
+                    }
+                }
+            }
+        }
+        if (lk_blas_local_threads) lk_blas_local_threads(old);
+    }
+    return failed ? -2 : 0;
+}

@@ -1,0 +1,283 @@
+"""Fused CPU kernels for the MoE block, compiled on first use (``_kernels.c``; float32, SiLU experts).
+
+Why: on a CPU a decode step of a small MoE FFN is a few dozen microseconds of arithmetic, so a
+dozen PyTorch calls (each several microseconds of dispatch, allocation and thread wake-up) cost
+more than the experts themselves, and a long prefill spends a fifth of its time gathering tokens
+into a large buffer and scattering results back. The C kernels do each in one call:
+
+* :func:`decode`: one token through the chosen experts, both stages streamed by all threads;
+* :func:`prefill`: tokens in blocks, one block per thread at a time, experts as single-threaded
+  BLAS GEMMs on the block's gathered rows (MKL's ``sgemm_``, which PyTorch's x86 builds export),
+  results added into the block's own output rows.
+
+The library is built with the system C compiler (``$CC``, else ``cc``) with ``-O3 -march=native
+-fopenmp`` (512-bit vectors where accepted) into ``$LABKIT_CACHE/kernels/<key>/`` (key: source,
+compiler, CPU, flags), written to a temporary file and renamed, then checked once against a NumPy
+reference. Without a compiler, when the build or the check fails, or with
+``LABKIT_MOE_KERNELS=0``, :func:`get` returns ``None`` and the block keeps its pure-PyTorch paths
+(same results to float32 rounding). Prefill needs MKL's ``sgemm_`` (PyTorch's x86 builds); without
+it only :func:`decode` is used. Thread count: ``torch.get_num_threads()`` at call time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["MoEKernels", "get", "prefill_block"]
+
+_SOURCE = Path(__file__).with_name("_kernels.c")
+_ABI = 1
+_LOCK = threading.Lock()
+_STATE: dict = {}
+_VP, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+# Tried in order. On AVX-512 CPUs gcc defaults to 256-bit vectors; 512-bit ones measured ~2x
+# faster for the SiLU loop (Xeon, Ice Lake). Compilers for other architectures reject the flags.
+_FLAG_SETS = (("-march=native", "-mprefer-vector-width=512"), ("-march=native",), ())
+
+
+class MoEKernels:
+    """A loaded kernel library; use :func:`get`. ``has_prefill`` is False without MKL's sgemm."""
+
+    def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
+        self.lib = lib
+        self.path = path
+        lib.lk_abi.restype = _INT
+        lib.lk_has_blas.restype = _INT
+        lib.lk_set_blas.argtypes = [_VP, _VP]
+        lib.lk_set_blas.restype = None
+        lib.lk_moe_decode.argtypes = [_VP, _VP, _VP, _I64, _I64, _VP, _I64, _VP, _VP, _INT]
+        lib.lk_moe_decode.restype = _INT
+        lib.lk_moe_prefill.argtypes = [_VP, _I64, _I64, _VP, _VP, _I64, _I64, _VP, _VP, _VP, _I64, _I64, _INT]
+        lib.lk_moe_prefill.restype = _INT
+        if lib.lk_abi() != _ABI:
+            raise RuntimeError(f"kernel ABI {lib.lk_abi()} != {_ABI}")
+        sgemm, local = _mkl_symbols()
+        lib.lk_set_blas(sgemm, local)
+        self.has_prefill = bool(lib.lk_has_blas())
+
+    def decode(
+        self,
+        x: torch.Tensor,
+        w1: torch.Tensor,
+        w2: torch.Tensor,
+        idx: ctypes.Array,
+        k: int,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``y[d] = Σ_j w_j E_{idx[j]}(x)`` for one token ``x[d]`` (float32, contiguous; unchecked).
+
+        ``idx`` is a ctypes ``int64`` array of ``k`` expert ids (the caller caches it per selection);
+        ``weights`` a contiguous float32 ``[k]`` (or ``[k, 1]``) tensor, or None for unit weights.
+        """
+        d, m = w1.shape[1], w2.shape[1]
+        y = torch.empty(d, dtype=torch.float32)
+        rc = self.lib.lk_moe_decode(
+            x.data_ptr(),
+            w1.data_ptr(),
+            w2.data_ptr(),
+            d,
+            m,
+            idx,
+            k,
+            None if weights is None else weights.data_ptr(),
+            y.data_ptr(),
+            torch.get_num_threads(),
+        )
+        if rc:
+            raise MemoryError("labkit MoE decode kernel: scratch allocation failed")
+        return y
+
+    def prefill(
+        self,
+        x: torch.Tensor,
+        w1: torch.Tensor,
+        w2: torch.Tensor,
+        mask: torch.Tensor,
+        weights: torch.Tensor | None,
+        block: int,
+        chunk: int = 128,
+    ) -> torch.Tensor:
+        """``y[T, d]`` for tokens ``x[T, d]`` with a bool selection ``mask[T, N]`` (all contiguous,
+        float32; unchecked) and optional float32 weights ``[T, N]``; ``block`` tokens per task,
+        at most ``chunk`` rows per expert GEMM."""
+        t, d = x.shape
+        n, m = w2.shape[0], w2.shape[1]
+        y = torch.empty(t, d, dtype=torch.float32)
+        rc = self.lib.lk_moe_prefill(
+            x.data_ptr(),
+            t,
+            d,
+            w1.data_ptr(),
+            w2.data_ptr(),
+            n,
+            m,
+            mask.data_ptr(),
+            None if weights is None else weights.data_ptr(),
+            y.data_ptr(),
+            block,
+            chunk,
+            torch.get_num_threads(),
+        )
+        if rc == -2:
+            raise MemoryError("labkit MoE prefill kernel: scratch allocation failed")
+        if rc:
+            raise RuntimeError(f"labkit MoE prefill kernel failed (code {rc})")
+        return y
+
+
+def prefill_block(tokens: int, num_experts: int, mean_k: float, threads: int | None = None) -> int:
+    """Tokens per prefill task: ``max(256, 64·N/k̄)``, but at least one task per thread.
+
+    A task's expert GEMMs then get ~64 rows or more (k̄/N of the block), and its gathered rows,
+    gate/up and outputs (at most 128 rows per GEMM) stay in a core's L2 cache. Measured at the
+    SmolLM2 FFN shape (d=576, f=1536), 512 and 4096 tokens, N=4..16: blocks of 256 tokens with
+    128-row GEMMs were within the noise of the best (block, chunk) pair of a grid from 32 to 2048.
+    """
+    threads = threads or torch.get_num_threads()
+    block = max(256, int(64 * num_experts / max(mean_k, 1e-6)))
+    return max(16, min(block, -(-tokens // max(1, threads))))
+
+
+def _mkl_symbols() -> tuple[int | None, int | None]:
+    """Addresses of MKL's ``sgemm_`` and ``MKL_Set_Num_Threads_Local`` (C interface) in libtorch_cpu."""
+    if not torch.backends.mkl.is_available():
+        return None, None
+    lib_dir = Path(torch.__file__).parent / "lib"
+    for name in ("libtorch_cpu.so", "libtorch_cpu.dylib"):
+        path = lib_dir / name
+        if path.exists():
+            try:
+                lib = ctypes.CDLL(str(path))
+                sgemm = ctypes.cast(lib.sgemm_, ctypes.c_void_p).value
+            except (OSError, AttributeError):
+                return None, None
+            try:
+                local = ctypes.cast(lib.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value
+            except AttributeError:
+                local = None
+            return sgemm, local
+    return None, None
+
+
+def _compiler() -> str | None:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    return cc
+
+
+def _cpu_id() -> str:
+    info = platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            lines = [ln for ln in fh if ln.startswith(("model name", "flags"))][:2]
+        info += "".join(lines)
+    except OSError:
+        info += platform.processor()
+    return info
+
+
+def _build(cc: str) -> Path:
+    src = _SOURCE.read_bytes()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    key = hashlib.sha256(src + version.encode() + _cpu_id().encode() + repr(_FLAG_SETS).encode())
+    key = key.hexdigest()[:16]
+    from ..paths import cache_dir
+
+    out_dir = cache_dir() / "kernels" / key
+    lib = out_dir / "lk_moe.so"
+    if lib.exists():
+        return lib
+    out_dir.mkdir(parents=True, exist_ok=True)
+    errors = []
+    for march in _FLAG_SETS:
+        with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".so", delete=False) as tmp:
+            tmp_path = Path(tmp.name)
+        cmd = [cc, "-O3", *march, "-fopenmp", "-fPIC", "-shared", "-o", str(tmp_path), str(_SOURCE), "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if proc.returncode == 0:
+            os.replace(tmp_path, lib)
+            return lib
+        tmp_path.unlink(missing_ok=True)
+        errors.append(f"{' '.join(cmd)}\n{proc.stderr.strip()[-2000:]}")
+    raise RuntimeError("compiling the MoE kernels failed:\n" + "\n".join(errors))
+
+
+def _self_test(k: MoEKernels) -> None:
+    """Compare both kernels with a NumPy reference on a small random problem (odd sizes)."""
+    rng = np.random.default_rng(0)
+    n, d, m, t = 5, 37, 11, 29
+    w1 = torch.from_numpy(rng.standard_normal((n, d, 2 * m), dtype=np.float32))
+    w2 = torch.from_numpy(rng.standard_normal((n, m, d), dtype=np.float32))
+    x = torch.from_numpy(rng.standard_normal((t, d), dtype=np.float32))
+    mask = torch.from_numpy(rng.random((t, n)) < 0.5)
+    wts = torch.from_numpy(rng.random((t, n), dtype=np.float32)) * mask
+
+    def expert(xr: np.ndarray, e: int) -> np.ndarray:
+        h = xr.astype(np.float64) @ w1[e].numpy().astype(np.float64)
+        g = h[:m] / (1 + np.exp(-h[:m])) * h[m:]
+        return g @ w2[e].numpy().astype(np.float64)
+
+    ref = np.zeros((t, d))
+    for i in range(t):
+        for e in range(n):
+            ref[i] += wts[i, e].item() * expert(x[i].numpy(), e)
+    scale = np.abs(ref).max()
+    ids = [e for e in range(n) if mask[0, e]]
+    arr = (ctypes.c_int64 * max(1, len(ids)))(*ids)
+    got = k.decode(x[0].contiguous(), w1, w2, arr, len(ids), wts[0, ids].contiguous()).numpy()
+    if np.abs(got - ref[0]).max() > 1e-4 * scale:
+        raise RuntimeError("decode kernel self-test mismatch")
+    if k.has_prefill:
+        for block, chunk in ((1, 1), (7, 3), (64, 128)):
+            got = k.prefill(x, w1, w2, mask, wts, block, chunk).numpy()
+            if np.abs(got - ref).max() > 1e-4 * scale:
+                raise RuntimeError(f"prefill kernel self-test mismatch (block {block})")
+
+
+def get() -> MoEKernels | None:
+    """The compiled kernels, or None when disabled (``LABKIT_MOE_KERNELS=0``) or unavailable.
+
+    The first call compiles (about a second) or loads the cached library and self-tests it;
+    a failure is reported once as a warning and the pure-PyTorch paths are used from then on.
+    """
+    if os.environ.get("LABKIT_MOE_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    state = _STATE.get("kernels", False)
+    if state is not False:
+        return state
+    with _LOCK:
+        if "kernels" in _STATE:
+            return _STATE["kernels"]
+        result = None
+        cc = _compiler()
+        if cc is None:
+            warnings.warn(
+                "labkit.moe: no C compiler found (set CC); using the slower pure-PyTorch MoE dispatch",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            try:
+                path = _build(cc)
+                result = MoEKernels(ctypes.CDLL(str(path)), path)
+                _self_test(result)
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                warnings.warn(
+                    f"labkit.moe: fused CPU kernels unavailable ({exc}); using the pure-PyTorch MoE dispatch",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                result = None
+        _STATE["kernels"] = result
+        return result

@@ -1,0 +1,154 @@
+"""The fused C kernels of labkit.moe (decode and prefill) against PyTorch, and their build/fallback."""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from labkit import moe
+from labkit.models import tiny_llama
+from labkit.moe import kernels
+
+needs_cc = pytest.mark.skipif(kernels._compiler() is None, reason="no C compiler")
+
+
+def _experts(n: int, d: int, m: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, 2 * m, generator=g) / d**0.5, torch.randn(n, m, d, generator=g) / m**0.5
+
+
+def _reference(x, w1, w2, mask, wts):
+    """y_t = Σ_e mask[t,e]·w[t,e]·(SiLU(x w1[e][:, :m]) ⊙ x w1[e][:, m:]) w2[e], in float64."""
+    m = w2.shape[1]
+    h = torch.einsum("td,edk->tek", x.double(), w1.double())
+    g = F.silu(h[..., :m]) * h[..., m:]
+    scale = mask.double() if wts is None else wts.double() * mask
+    return torch.einsum("tem,emd->td", g * scale[..., None], w2.double()).float()
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+@pytest.fixture
+def threads():
+    old = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(old)
+
+
+@needs_cc
+def test_kernels_build_and_pass_their_self_test():
+    k = kernels.get()
+    assert k is not None and k.path.exists()
+    assert k.has_prefill == torch.backends.mkl.is_available()
+
+
+@needs_cc
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_prefill_kernel_matches_reference(nthreads, weighted, threads):
+    k = kernels.get()
+    if k is None or not k.has_prefill:
+        pytest.skip("no prefill kernel (needs MKL)")
+    threads(nthreads)
+    n, d, m, t = 7, 45, 13, 301
+    w1, w2 = _experts(n, d, m)
+    x = torch.randn(t, d)
+    mask = torch.rand(t, n) < 0.4
+    mask[5] = False  # a token with no expert gives exactly zero
+    mask[:, 3] = False  # an expert with no token is skipped
+    mask[200:, 0] = True  # an expert with more rows than one GEMM chunk
+    wts = torch.rand(t, n) * mask if weighted else None
+    ref = _reference(x, w1, w2, mask, wts)
+    for block, chunk in ((1, 1), (16, 5), (64, 128), (128, 32), (1000, 128)):
+        y = k.prefill(x, w1, w2, mask, wts, block, chunk)
+        assert y.shape == (t, d) and _rel(y, ref) < 1e-5, (block, chunk)
+        assert torch.count_nonzero(y[5]) == 0
+
+
+@needs_cc
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+def test_decode_kernel_matches_reference_for_every_k(nthreads, threads):
+    k = kernels.get()
+    assert k is not None
+    threads(nthreads)
+    n, d, m = 6, 37, 11
+    w1, w2 = _experts(n, d, m, seed=1)
+    x = torch.randn(d)
+    for ids in ([], [4], [0, 5], [1, 2, 3], list(range(n))):
+        mask = torch.zeros(1, n, dtype=torch.bool)
+        mask[0, ids] = True
+        wts = torch.rand(1, n) * mask
+        arr = (ctypes.c_int64 * max(1, len(ids)))(*ids)
+        for w in (None, wts[0, ids].contiguous()):
+            y = k.decode(x, w1, w2, arr, len(ids), w)
+            ref = _reference(x[None], w1, w2, mask, None if w is None else wts)[0]
+            if ids:
+                assert _rel(y, ref) < 1e-5, (ids, w is None)
+            else:
+                assert torch.count_nonzero(y) == 0
+
+
+@needs_cc
+def test_block_uses_kernels_only_where_they_apply():
+    """float32 SiLU experts on CPU take the kernels; bf16 and a non-SiLU act fall back (same results)."""
+    model, _ = tiny_llama("tiny-llama-odd", seed=2)
+    moe.moefy(model, num_experts=5)
+    block = model.model.layers[0].mlp
+    torch.nn.init.normal_(block.router.weight, std=0.5)
+    block.set_policy("top2")
+    x = torch.randn(1, 40, block.hidden_size)
+    with torch.no_grad():
+        fused = block(x)
+        one = block(x[:, :1])
+        assert block._kplans
+        block.use_kernels = False
+        assert _rel(fused, block(x)) < 1e-5 and _rel(one, block(x[:, :1])) < 1e-5
+        block.use_kernels = True
+        assert block._kernel(x.bfloat16()) is None
+        block.act_fn = torch.nn.GELU()
+        assert block._kernel(x) is None
+
+
+@needs_cc
+def test_kernels_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("LABKIT_MOE_KERNELS", "0")
+    assert kernels.get() is None
+    model, _ = tiny_llama("tiny-llama", seed=1)
+    moe.moefy(model, num_experts=4)
+    block = model.model.layers[0].mlp
+    block.set_policy("top2")
+    with torch.no_grad():
+        block(torch.randn(1, 1, block.hidden_size))
+    assert not block._kplans
+
+
+@pytest.mark.parametrize("cc", ["/nonexistent/cc", "false"])
+def test_missing_or_broken_compiler_falls_back_with_a_warning(cc, tmp_cache, monkeypatch):
+    monkeypatch.setattr(kernels, "_STATE", {})
+    monkeypatch.setenv("CC", cc)
+    with pytest.warns(RuntimeWarning, match="pure-PyTorch"):
+        assert kernels.get() is None
+    assert kernels.get() is None  # decided once per process
+    built = tmp_cache / "kernels"
+    assert not built.exists() or not [p for p in built.rglob("*") if p.is_file()]  # nothing half-written
+
+
+@needs_cc
+def test_build_is_cached_by_source_compiler_and_cpu(tmp_cache):
+    cc = kernels._compiler()
+    first = kernels._build(cc)
+    stamp = first.stat().st_mtime_ns
+    assert kernels._build(cc) == first and first.stat().st_mtime_ns == stamp
+    assert first.parent.parent == tmp_cache / "kernels"
+
+
+def test_prefill_block_size():
+    assert kernels.prefill_block(4096, 16, 4.0, 2) == 256
+    assert kernels.prefill_block(4096, 64, 2.0, 2) == 2048  # ~64 rows per expert GEMM
+    assert kernels.prefill_block(300, 16, 4.0, 2) == 150  # every thread gets a block
+    assert kernels.prefill_block(10, 4, 1.0, 4) == 16
