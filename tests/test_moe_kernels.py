@@ -104,9 +104,13 @@ def test_block_uses_kernels_only_where_they_apply():
     x = torch.randn(1, 40, block.hidden_size)
     with torch.no_grad():
         fused = block(x)
-        one = block(x[:, :1])
+        one = block(x[:, :1])  # top-k: routing and experts in one kernel call
+        block.set_policy("topp0.8")
+        adaptive = block(x[:, :1])  # other policies: routing in PyTorch, experts in the kernel
         assert block._kplans
         block.use_kernels = False
+        assert _rel(adaptive, block(x[:, :1])) < 1e-5
+        block.set_policy("top2")
         assert _rel(fused, block(x)) < 1e-5 and _rel(one, block(x[:, :1])) < 1e-5
         block.use_kernels = True
         assert block._kernel(x.bfloat16()) is None
@@ -152,3 +156,41 @@ def test_prefill_block_size():
     assert kernels.prefill_block(4096, 64, 2.0, 2) == 2048  # ~64 rows per expert GEMM
     assert kernels.prefill_block(300, 16, 4.0, 2) == 150  # every thread gets a block
     assert kernels.prefill_block(10, 4, 1.0, 4) == 16
+
+
+@needs_cc
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_topk_decode_kernel_routes_like_the_policy(nthreads, threads):
+    """Router, top-k (ties to the lower id), weights and experts in one call = the PyTorch path."""
+    k = kernels.get()
+    assert k is not None
+    threads(nthreads)
+    model, _ = tiny_llama("tiny-llama-odd", seed=5)
+    moe.moefy(model, num_experts=6)
+    block = model.model.layers[0].mlp
+    torch.nn.init.normal_(block.router.weight, std=0.5)
+    wr = block.router.weight.detach()
+    w1, w2 = block.w1.detach(), block.w2.detach()
+    xs = torch.randn(8, block.hidden_size)
+    with torch.no_grad():
+        for top in (1, 2, 6):
+            for weighting in ("unit", "softmax"):
+                block.set_policy(f"top{top}")
+                block.set_weighting(weighting)
+                block.use_kernels = False
+                for x in xs:
+                    ref = block(x[None])
+                    y = k.decode_topk(x[None].contiguous(), wr, w1, w2, top, weighting == "softmax")
+                    assert y.shape == (1, block.hidden_size) and _rel(y, ref) < 1e-5, (top, weighting)
+    # exact ties (small integers: every summation order gives the same logits) go to the lower id
+    d, m = block.hidden_size, block.expert_dim
+    wr = torch.zeros(6, d)
+    wr[:, 0] = torch.tensor([1.0, 3.0, 2.0, 0.0, 3.0, 3.0])
+    x = torch.zeros(d)
+    x[0] = 2.0
+    y = torch.empty(d)
+    out = torch.empty(2, dtype=torch.int64)
+    ptrs = (x.data_ptr(), wr.data_ptr(), w1.data_ptr(), w2.data_ptr())
+    assert k.lib.lk_moe_decode_topk(*ptrs, d, m, 6, 2, 0, y.data_ptr(), out.data_ptr(), 1) == 0
+    assert out.tolist() == [1, 4] == block.policy.__class__(2).select_one(wr @ x)
+    assert k.lib.lk_moe_decode_topk(*ptrs, d, m, 6, 7, 0, y.data_ptr(), None, 1) == -3  # k > N

@@ -23,7 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LK_ABI 1
+#define LK_ABI 2
+#define LK_MAX_EXPERTS 1024 /* lk_moe_decode_topk's stack arrays */
 
 typedef void (*lk_sgemm_fn)(const char *, const char *, const int *, const int *, const int *,
                             const float *, const float *, const int *, const float *, const int *,
@@ -103,8 +104,8 @@ static float *lk_scratch(int64_t numel) {
 
 /* y[d] = sum_j wts[j] * E_{idx[j]}(x); wts may be NULL (unit weights). Returns 0, or -1 when
  * scratch memory could not be allocated. */
-int lk_moe_decode(const float *x, const float *w1, const float *w2, int64_t d, int64_t m,
-                  const int64_t *idx, int64_t k, const float *wts, float *y, int nthreads) {
+static int lk_decode_experts(const float *x, const float *w1, const float *w2, int64_t d, int64_t m,
+                             const int64_t *idx, int64_t k, const float *wts, float *y, int nthreads) {
     const int64_t m2 = 2 * m, r1 = k * d, r2 = k * m;
     if (nthreads < 1) nthreads = 1;
     if (k == 0) {
@@ -155,6 +156,50 @@ int lk_moe_decode(const float *x, const float *w1, const float *w2, int64_t d, i
     }
     free(hpart);
     return 0;
+}
+
+int lk_moe_decode(const float *x, const float *w1, const float *w2, int64_t d, int64_t m,
+                  const int64_t *idx, int64_t k, const float *wts, float *y, int nthreads) {
+    return lk_decode_experts(x, w1, w2, d, m, idx, k, wts, y, nthreads);
+}
+
+/* One token under a top-k policy, routing included: logits r = wr x (wr [N, d]); the k largest
+ * (ties to the lower expert id, as TopK.select_one), sorted by id; weights 1, or with
+ * `softmax` the mean-one renormalised softmax k * exp(r_i) / sum_{j in S} exp(r_j); then
+ * lk_decode_experts. `out_idx` (k int64, may be NULL) receives the chosen ids. */
+int lk_moe_decode_topk(const float *x, const float *wr, const float *w1, const float *w2, int64_t d,
+                       int64_t m, int64_t n_exp, int64_t k, int softmax, float *y, int64_t *out_idx,
+                       int nthreads) {
+    if (k < 1 || k > n_exp || n_exp > LK_MAX_EXPERTS) return -3;
+    float logits[LK_MAX_EXPERTS], wts[LK_MAX_EXPERTS];
+    int64_t idx[LK_MAX_EXPERTS];
+    unsigned char taken[LK_MAX_EXPERTS];
+    for (int64_t e = 0; e < n_exp; ++e) {
+        const float *row = wr + e * d;
+        float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t i = 0; i < d; ++i) acc += row[i] * x[i];
+        logits[e] = acc;
+        taken[e] = 0;
+    }
+    for (int64_t j = 0; j < k; ++j) {
+        int64_t best = -1;
+        for (int64_t e = 0; e < n_exp; ++e)
+            if (!taken[e] && (best < 0 || logits[e] > logits[best])) best = e;
+        taken[best] = 1;
+    }
+    int64_t j = 0;
+    for (int64_t e = 0; e < n_exp; ++e)
+        if (taken[e]) idx[j++] = e;
+    if (softmax) {
+        float top = logits[idx[0]], sum = 0.0f;
+        for (j = 1; j < k; ++j) top = logits[idx[j]] > top ? logits[idx[j]] : top;
+        for (j = 0; j < k; ++j) sum += (wts[j] = expf(logits[idx[j]] - top));
+        for (j = 0; j < k; ++j) wts[j] *= (float)k / sum;
+    }
+    if (out_idx)
+        for (j = 0; j < k; ++j) out_idx[j] = idx[j];
+    return lk_decode_experts(x, w1, w2, d, m, idx, k, softmax ? wts : NULL, y, nthreads);
 }
 
 /* y[T, d] = sum_e mask[t, e] * wts[t, e] * E_e(x[t]); mask is uint8 [T, N] (a torch bool

@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import kernels as _kernels
-from .policies import WEIGHTINGS, AllExperts, Policy, parse_policy, routing_weights
+from .policies import WEIGHTINGS, AllExperts, Policy, TopK, parse_policy, routing_weights
 
 __all__ = ["MoEBlock", "RoutingStats"]
 
@@ -360,11 +360,14 @@ class MoEBlock(nn.Module):
         Kept lean on purpose: a decode step's FFN is tens of microseconds on a CPU, so every
         extra tensor call shows (see ``benchmarks/bench_moe.py``).
         """
-        xv = x.reshape(-1)
         wr, w1_rows, w2_rows, fusable = self._weight_views()
         kern = None
         if fusable and self.use_kernels and x.is_cpu and x.dtype == torch.float32 and self._silu:
             kern = _kernels.get()
+            if kern is not None and type(pol) is TopK and not (self.record_stats or self.keep_logits):
+                w1, w2 = self._fused_weights
+                return kern.decode_topk(x.contiguous(), wr, w1, w2, pol.k, self.weighting == "softmax")
+        xv = x.reshape(-1)
         w = None
         if pol.unit_weights:  # all experts, weight 1: the dense FFN
             if self.record_stats:
@@ -405,7 +408,8 @@ class MoEBlock(nn.Module):
             if len(self._kplans) > 4096:
                 self._kplans.clear()
             arr = self._kplans[key] = (ctypes.c_int64 * len(idx))(*idx)
-        return kern.decode(xv.contiguous(), self.w1.detach(), self.w2.detach(), arr, len(idx), w)
+        w1, w2 = self._fused_weights
+        return kern.decode(xv.contiguous(), w1, w2, arr, len(idx), w)
 
     def _kernel(self, x: torch.Tensor) -> _kernels.MoEKernels | None:
         """The fused kernels when they apply (CPU, float32 input and weights, SiLU), else None."""
@@ -494,7 +498,8 @@ class MoEBlock(nn.Module):
     def _weight_views(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
         """``(router weight, w1 rows [N·d, 2m], w2 rows [N·m, d], fusable)``, detached, for decoding.
 
-        ``fusable``: the expert weights suit the C kernels (CPU, float32, contiguous). Built once
+        ``fusable``: the router and expert weights suit the C kernels (CPU, float32, contiguous;
+        ``_fused_weights`` holds the detached expert weights for them). Built once
         and rebuilt only when a parameter is replaced or moved (``.to()``,
         ``load_state_dict(assign=True)``); in-place updates keep the views valid.
         """
@@ -503,10 +508,11 @@ class MoEBlock(nn.Module):
         if self._views_key != key:
             w1c, w2c = w1.detach().contiguous(), w2.detach().contiguous()
             w1_rows, w2_rows = w1c.view(-1, w1.shape[-1]), w2c.view(-1, w2.shape[-1])
-            fusable = all(
-                w.is_cpu and w.dtype == torch.float32 and w.is_contiguous() for w in (w1, w2)
+            fusable = self.num_experts <= _kernels.MAX_TOPK_EXPERTS and all(
+                w.is_cpu and w.dtype == torch.float32 and w.is_contiguous() for w in (w1, w2, wr)
             )
             self._views = (wr.detach(), w1_rows, w2_rows, fusable)
+            self._fused_weights = (w1.detach(), w2.detach())
             self._views_key = key
             self._plans = {}
         return self._views

@@ -38,7 +38,8 @@ import torch
 __all__ = ["MoEKernels", "get", "prefill_block"]
 
 _SOURCE = Path(__file__).with_name("_kernels.c")
-_ABI = 1
+_ABI = 2
+MAX_TOPK_EXPERTS = 1024  # LK_MAX_EXPERTS in _kernels.c
 _LOCK = threading.Lock()
 _STATE: dict = {}
 _VP, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
@@ -59,6 +60,8 @@ class MoEKernels:
         lib.lk_set_blas.restype = None
         lib.lk_moe_decode.argtypes = [_VP, _VP, _VP, _I64, _I64, _VP, _I64, _VP, _VP, _INT]
         lib.lk_moe_decode.restype = _INT
+        lib.lk_moe_decode_topk.argtypes = [_VP, _VP, _VP, _VP, _I64, _I64, _I64, _I64, _INT, _VP, _VP, _INT]
+        lib.lk_moe_decode_topk.restype = _INT
         lib.lk_moe_prefill.argtypes = [_VP, _I64, _I64, _VP, _VP, _I64, _I64, _VP, _VP, _VP, _I64, _I64, _INT]
         lib.lk_moe_prefill.restype = _INT
         if lib.lk_abi() != _ABI:
@@ -97,6 +100,38 @@ class MoEKernels:
         )
         if rc:
             raise MemoryError("labkit MoE decode kernel: scratch allocation failed")
+        return y
+
+    def decode_topk(
+        self,
+        x: torch.Tensor,
+        router: torch.Tensor,
+        w1: torch.Tensor,
+        w2: torch.Tensor,
+        k: int,
+        softmax: bool = False,
+    ) -> torch.Tensor:
+        """One token ``x`` (float32, contiguous, ``d`` elements, any shape) under top-``k`` routing,
+        router included (``router [N, d]``): the output has ``x``'s shape. Unit weights, or with
+        ``softmax`` the mean-one renormalised softmax over the chosen experts."""
+        d, m = w1.shape[1], w2.shape[1]
+        y = torch.empty(x.shape, dtype=torch.float32)
+        rc = self.lib.lk_moe_decode_topk(
+            x.data_ptr(),
+            router.data_ptr(),
+            w1.data_ptr(),
+            w2.data_ptr(),
+            d,
+            m,
+            router.shape[0],
+            k,
+            int(softmax),
+            y.data_ptr(),
+            None,
+            torch.get_num_threads(),
+        )
+        if rc:
+            raise RuntimeError(f"labkit MoE top-k decode kernel failed (code {rc})")
         return y
 
     def prefill(
