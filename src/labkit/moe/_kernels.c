@@ -19,6 +19,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,18 +89,41 @@ static void lk_axpy_rows(float *restrict acc, const float *restrict rows, int64_
     }
 }
 
-/* Thread-local scratch, grown on demand and kept (re-touching fresh pages costs more than the
- * work at these sizes). Returns NULL when the allocation fails. */
+/* Per-thread scratch, grown on demand and kept between calls (touching fresh pages costs more
+ * than the work at these sizes); freed when its thread exits. Returns NULL when allocation fails. */
+typedef struct {
+    float *buf;
+    int64_t cap;
+} lk_scratch_t;
+
+static pthread_key_t lk_scratch_key;
+static pthread_once_t lk_scratch_once = PTHREAD_ONCE_INIT;
+
+static void lk_scratch_free(void *p) {
+    lk_scratch_t *s = (lk_scratch_t *)p;
+    free(s->buf);
+    free(s);
+}
+
+static void lk_scratch_init(void) { pthread_key_create(&lk_scratch_key, lk_scratch_free); }
+
 static float *lk_scratch(int64_t numel) {
-    static __thread float *buf = NULL;
-    static __thread int64_t cap = 0;
-    if (numel > cap) {
-        float *p = (float *)realloc(buf, (size_t)numel * sizeof(float));
-        if (p == NULL) return NULL;
-        buf = p;
-        cap = numel;
+    pthread_once(&lk_scratch_once, lk_scratch_init);
+    lk_scratch_t *s = (lk_scratch_t *)pthread_getspecific(lk_scratch_key);
+    if (s == NULL) {
+        s = (lk_scratch_t *)calloc(1, sizeof *s);
+        if (s == NULL || pthread_setspecific(lk_scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
     }
-    return buf;
+    if (numel > s->cap) {
+        float *p = (float *)realloc(s->buf, (size_t)numel * sizeof(float));
+        if (p == NULL) return NULL;
+        s->buf = p;
+        s->cap = numel;
+    }
+    return s->buf;
 }
 
 /* y[d] = sum_j wts[j] * E_{idx[j]}(x); wts may be NULL (unit weights). Returns 0, or -1 when
@@ -186,6 +210,7 @@ int lk_moe_decode_topk(const float *x, const float *wr, const float *w1, const f
         int64_t best = -1;
         for (int64_t e = 0; e < n_exp; ++e)
             if (!taken[e] && (best < 0 || logits[e] > logits[best])) best = e;
+        if (best < 0) break; /* unreachable: k <= n_exp */
         taken[best] = 1;
     }
     int64_t j = 0;

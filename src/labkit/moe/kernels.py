@@ -238,7 +238,8 @@ def _build(cc: str) -> Path:
     for march in _FLAG_SETS:
         with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".so", delete=False) as tmp:
             tmp_path = Path(tmp.name)
-        cmd = [cc, "-O3", *march, "-fopenmp", "-fPIC", "-shared", "-o", str(tmp_path), str(_SOURCE), "-lm"]
+        cmd = [cc, "-O3", *march, "-fopenmp", "-pthread", "-fPIC", "-shared", "-o", str(tmp_path)]
+        cmd += [str(_SOURCE), "-lm"]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if proc.returncode == 0:
             os.replace(tmp_path, lib)
