@@ -6,9 +6,11 @@ LLaMA2-7B FFN (d=4096, f=11008; 512-token prefill by default), where the fixed p
 routing is small next to the matrix-vector products. Efficiency = (k/N) · t_dense / t_moe: 1.0 means
 the MoE is exactly as much faster than dense as its activated fraction predicts. All timings are
 measured side by side in one run (round-robin, median of repeats), on whatever device is present.
-On a multi-core CPU the decode efficiency can exceed 1: the dense FFN's matrix-vector products run
-on one core (BLAS gemv, measured: the same time with 1 or 2 threads), labkit's decode row sums
-(``embedding_bag``) on all of them.
+On a CPU labkit's block runs its fused C kernels (``labkit.moe.kernels``, compiled on first use);
+the ``labkit-pt`` column is the same block with them switched off (``use_kernels=False``), i.e. the
+pure-PyTorch fallback. The decode efficiency can exceed 1: the dense FFN's three matrix-vector
+products are separate calls whose per-call costs add up, and on some CPUs (AMD EPYC, measured) a
+BLAS gemv uses one core, while labkit's decode streams the chosen experts' rows on all cores.
 
     python benchmarks/bench_moe.py             # the table (a few minutes on 2 CPU cores)
     python benchmarks/bench_moe.py --shape llama2-7b   # one 7B-sized FFN (~1.7 GB RAM, minutes)
@@ -25,6 +27,7 @@ import time
 import torch
 from torch import nn
 
+from labkit.moe import kernels
 from labkit.moe.block import MoEBlock
 
 SHAPES = {"smollm2-135m": (576, 1536), "llama2-7b": (4096, 11008)}
@@ -39,11 +42,12 @@ def dense_mlp(d: int = D, f: int = F) -> nn.Module:
     return LlamaMLP(LlamaConfig(hidden_size=d, intermediate_size=f)).eval()
 
 
-def labkit_block(mlp: nn.Module, n: int, k: int) -> MoEBlock:
+def labkit_block(mlp: nn.Module, n: int, k: int, use_kernels: bool = True) -> MoEBlock:
     groups = list(torch.arange(mlp.gate_proj.weight.shape[0]).chunk(n))
     block = MoEBlock.from_dense(mlp, groups).eval()
     nn.init.normal_(block.router.weight, std=0.05)
     block.set_policy(f"top{k}")
+    block.use_kernels = use_kernels
     return block
 
 
@@ -79,7 +83,10 @@ def measure(fns: dict, x: torch.Tensor, inner: int, repeats: int) -> dict[str, f
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def run_table(device: str, prefill_tokens: int, repeats: int, d: int = D, f: int = F) -> list[dict]:
+def run_table(
+    device: str, prefill_tokens: int, repeats: int, d: int = D, f: int = F, pytorch_column: bool = True
+) -> list[dict]:
+    """One row per (N, k, phase); ``pytorch_column`` adds labkit's block without its C kernels."""
     mlp = dense_mlp(d, f).to(device)
     decode_inner = max(5, 50 * 576 * 1536 // (d * f))
     rows = []
@@ -87,31 +94,32 @@ def run_table(device: str, prefill_tokens: int, repeats: int, d: int = D, f: int
         for frac in (0.25, 0.5, 0.75):
             k = int(n * frac)
             lab = labkit_block(mlp, n, k).to(device)
-            mix = mixtral_block(n, k, d, f).to(device)
+            fns = {"dense": mlp, "labkit": lab}
+            if pytorch_column:
+                fns["labkit_pt"] = labkit_block(mlp, n, k, use_kernels=False).to(device)
+            fns["mixtral"] = mixtral_block(n, k, d, f).to(device)
             for phase, tokens, inner in (("prefill", prefill_tokens, 1), ("decode", 1, decode_inner)):
                 x = torch.randn(1, tokens, d, device=device)
                 with torch.inference_mode():
-                    t = measure({"dense": mlp, "labkit": lab, "mixtral": mix}, x, inner, repeats)
-                rows.append(
-                    {
-                        "N": n,
-                        "k": k,
-                        "phase": phase,
-                        **{f"t_{a}": v for a, v in t.items()},
-                        "eff_labkit": frac * t["dense"] / t["labkit"],
-                        "eff_mixtral": frac * t["dense"] / t["mixtral"],
-                    }
-                )
-                print(_fmt(rows[-1]), flush=True)
-            del lab, mix
+                    t = measure(fns, x, inner, repeats)
+                row = {"N": n, "k": k, "phase": phase, **{f"t_{a}": v for a, v in t.items()}}
+                for name in fns:
+                    row[f"eff_{name}"] = frac * t["dense"] / t[name]
+                rows.append(row)
+                print(_fmt(row, pytorch_column), flush=True)
+            del lab, fns
     return rows
 
 
-def _fmt(r: dict) -> str:
+def _fmt(r: dict, pytorch_column: bool = True) -> str:
+    pt = pytorch_column and "t_labkit_pt" in r
     return (
         f"| {r['N']:>2} | {r['k']:>2} | {r['phase']:<7} | {r['t_dense'] * 1e3:9.3f} "
         f"| {r['t_labkit'] * 1e3:9.3f} "
-        f"| {r['t_mixtral'] * 1e3:9.3f} | {r['eff_labkit']:6.2f} | {r['eff_mixtral']:6.2f} |"
+        + (f"| {r['t_labkit_pt'] * 1e3:9.3f} " if pt else "")
+        + f"| {r['t_mixtral'] * 1e3:9.3f} | {r['eff_labkit']:6.2f} "
+        + (f"| {r['eff_labkit_pt']:6.2f} " if pt else "")
+        + f"| {r['eff_mixtral']:6.2f} |"
     )
 
 
@@ -139,21 +147,47 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=None, help="prefill tokens (4096; 512 at llama2-7b)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--convert", action="store_true", help="also time the SmolLM2 100K-token conversion")
+    ap.add_argument(
+        "--no-pytorch-column", action="store_true", help="skip the block without its C kernels"
+    )
     args = ap.parse_args()
     d, f = SHAPES[args.shape]
     tokens = args.tokens or (4096 if args.shape == "smollm2-135m" else 512)
+    kern = kernels.get() if args.device == "cpu" else None
+    where = f"C kernels: {kern.path}" if kern else "C kernels: not in use (pure PyTorch)"
+    if kern and not kern.has_prefill:
+        where += " (decode only: no MKL sgemm for prefill)"
+    pt = kern is not None and not args.no_pytorch_column
     print(f"device={args.device} threads={torch.get_num_threads()} d={d} f={f} prefill={tokens} tokens")
-    print("times in ms; efficiency = (k/N)·t_dense/t_moe (1.0 = ideal)\n")
-    print("|  N |  k | phase   |  dense ms | labkit ms | mixtral ms | eff labkit | eff mixtral |")
-    print("|---:|---:|:--------|----------:|----------:|-----------:|-----------:|------------:|")
-    rows = run_table(args.device, tokens, args.repeats, d, f)
+    print(f"{where}\ntimes in ms; efficiency = (k/N)·t_dense/t_moe (1.0 = ideal)")
+    if pt:
+        print("labkit-pt: the same block with its C kernels switched off (the PyTorch fallback)")
+    print()
+    print(
+        "|  N |  k | phase   |  dense ms | labkit ms |"
+        + (" labkit-pt ms |" if pt else "")
+        + " mixtral ms | eff labkit |"
+        + (" eff labkit-pt |" if pt else "")
+        + " eff mixtral |"
+    )
+    print(
+        "|---:|---:|:--------|----------:|----------:|"
+        + ("-------------:|" if pt else "")
+        + "-----------:|-----------:|"
+        + ("--------------:|" if pt else "")
+        + "------------:|"
+    )
+    rows = run_table(args.device, tokens, args.repeats, d, f, pytorch_column=pt)
+    names = [("labkit", "labkit")] + ([("labkit_pt", "labkit-pt")] if pt else []) + [("mixtral", "Mixtral")]
     for phase in ("prefill", "decode"):
         sel = [r for r in rows if r["phase"] == phase]
         dense = [r["t_dense"] * 1e3 for r in sel]
+        effs = ", ".join(
+            f"{label} {min(r[f'eff_{key}'] for r in sel):.2f}–{max(r[f'eff_{key}'] for r in sel):.2f}"
+            for key, label in names
+        )
         print(
-            f"\n{phase}: labkit efficiency {min(r['eff_labkit'] for r in sel):.2f}–"
-            f"{max(r['eff_labkit'] for r in sel):.2f}, Mixtral {min(r['eff_mixtral'] for r in sel):.2f}–"
-            f"{max(r['eff_mixtral'] for r in sel):.2f} (the same dense FFN measured "
+            f"\n{phase}: efficiency {effs} (the same dense FFN measured "
             f"{min(dense):.3f}–{max(dense):.3f} ms across rows: the noise floor of these ratios)"
         )
     if args.convert:

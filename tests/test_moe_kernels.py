@@ -194,3 +194,13 @@ def test_topk_decode_kernel_routes_like_the_policy(nthreads, threads):
     assert k.lib.lk_moe_decode_topk(*ptrs, d, m, 6, 2, 0, y.data_ptr(), out.data_ptr(), 1) == 0
     assert out.tolist() == [1, 4] == block.policy.__class__(2).select_one(wr @ x)
     assert k.lib.lk_moe_decode_topk(*ptrs, d, m, 6, 7, 0, y.data_ptr(), None, 1) == -3  # k > N
+
+
+def test_dispatch_names_the_code_that_runs(monkeypatch):
+    assert "cuda" in kernels.dispatch("cuda", "bfloat16")
+    assert "float32-only" in kernels.dispatch("cpu", "bfloat16")
+    monkeypatch.setenv("LABKIT_MOE_KERNELS", "0")
+    assert "pure-PyTorch" in kernels.dispatch("cpu", torch.float32)
+    monkeypatch.delenv("LABKIT_MOE_KERNELS")
+    if kernels.get() is not None and kernels.get().has_prefill:
+        assert kernels.dispatch() == "labkit's compiled C kernels for both prefill and decode"

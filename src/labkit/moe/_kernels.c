@@ -136,8 +136,10 @@ static int lk_decode_experts(const float *x, const float *w1, const float *w2, i
         memset(y, 0, (size_t)d * sizeof(float));
         return 0;
     }
-    float *hpart = (float *)calloc((size_t)nthreads * (size_t)(k * m2 + d) + (size_t)r2, sizeof(float));
+    const size_t need = (size_t)nthreads * (size_t)(k * m2 + d) + (size_t)r2;
+    float *hpart = lk_scratch((int64_t)need); /* this (calling) thread's scratch: reused, no page faults */
     if (hpart == NULL) return -1;
+    memset(hpart, 0, need * sizeof(float));
     float *ypart = hpart + (size_t)nthreads * (size_t)(k * m2);
     float *g = ypart + (size_t)nthreads * (size_t)d;
 #pragma omp parallel num_threads(nthreads)
@@ -178,7 +180,6 @@ static int lk_decode_experts(const float *x, const float *w1, const float *w2, i
             y[c] = s;
         }
     }
-    free(hpart);
     return 0;
 }
 

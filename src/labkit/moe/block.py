@@ -252,7 +252,7 @@ class MoEBlock(nn.Module):
                 block = _kernels.prefill_block(t, self.num_experts, mask.sum().item() / max(1, t))
                 w = None if weights is None else weights.to(torch.float32).contiguous()
                 w1, w2 = self.w1.detach(), self.w2.detach()
-                return kern.prefill(x.contiguous(), w1, w2, mask.contiguous(), w, block)
+                return kern.prefill(x.contiguous(), w1, w2, mask.to(torch.bool).contiguous(), w, block)
         m = self.expert_dim
         mt = mask.t()
         pairs = mt.nonzero()  # (expert, token), grouped by expert

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["MoEKernels", "get", "prefill_block"]
+__all__ = ["MoEKernels", "dispatch", "get", "prefill_block"]
 
 _SOURCE = Path(__file__).with_name("_kernels.c")
 _ABI = 2
@@ -183,6 +183,22 @@ def prefill_block(tokens: int, num_experts: int, mean_k: float, threads: int | N
     threads = threads or torch.get_num_threads()
     block = max(256, int(64 * num_experts / max(mean_k, 1e-6)))
     return max(16, min(block, -(-tokens // max(1, threads))))
+
+
+def dispatch(device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> str:
+    """In words, which code runs a no-gradient MoE block (SiLU experts) on ``device`` in ``dtype``."""
+    dev = torch.device(device)
+    dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if dev.type != "cpu":
+        return f"PyTorch's grouped matrix products on {dev.type}"
+    if dt != torch.float32:
+        return f"the pure-PyTorch paths (the C kernels are float32-only, this is {str(dt).split('.')[-1]})"
+    kern = get()
+    if kern is None:
+        return "the pure-PyTorch paths (C kernels unavailable or switched off)"
+    if not kern.has_prefill:
+        return "labkit's C decode kernel and the PyTorch prefill (no MKL GEMM for the prefill kernel)"
+    return "labkit's compiled C kernels for both prefill and decode"
 
 
 def _mkl_symbols() -> tuple[int | None, int | None]:
