@@ -152,8 +152,9 @@ def test_build_is_cached_by_source_compiler_and_cpu(tmp_cache):
 
 
 def test_prefill_block_size():
-    assert kernels.prefill_block(4096, 16, 4.0, 2) == 256
-    assert kernels.prefill_block(4096, 64, 2.0, 2) == 2048  # ~64 rows per expert GEMM
+    assert kernels.prefill_block(4096, 16, 4.0, 2) == 512
+    assert kernels.prefill_block(4096, 64, 2.0, 2) == 2048  # still at most one block per thread
+    assert kernels.prefill_block(16384, 64, 2.0, 2) == 4096  # ~128 rows per expert GEMM
     assert kernels.prefill_block(300, 16, 4.0, 2) == 150  # every thread gets a block
     assert kernels.prefill_block(10, 4, 1.0, 4) == 16
 
@@ -182,6 +183,17 @@ def test_topk_decode_kernel_routes_like_the_policy(nthreads, threads):
                     ref = block(x[None])
                     y = k.decode_topk(x[None].contiguous(), wr, w1, w2, top, weighting == "softmax")
                     assert y.shape == (1, block.hidden_size) and _rel(y, ref) < 1e-5, (top, weighting)
+        xt = torch.randn(70, block.hidden_size)  # prefill: routing per block of tokens
+        for top in (1, 3, 6):
+            for weighting in ("unit", "softmax"):
+                block.set_policy(f"top{top}")
+                block.set_weighting(weighting)
+                block.use_kernels = False
+                ref = block(xt)
+                if k.has_prefill:
+                    for blk, chunk in ((1, 1), (16, 4), (128, 128)):
+                        y = k.prefill_topk(xt, wr, w1, w2, top, weighting == "softmax", blk, chunk)
+                        assert _rel(y, ref) < 1e-5, (top, weighting, blk)
     # exact ties (small integers: every summation order gives the same logits) go to the lower id
     d, m = block.hidden_size, block.expert_dim
     wr = torch.zeros(6, d)
@@ -194,6 +206,13 @@ def test_topk_decode_kernel_routes_like_the_policy(nthreads, threads):
     assert k.lib.lk_moe_decode_topk(*ptrs, d, m, 6, 2, 0, y.data_ptr(), out.data_ptr(), 1) == 0
     assert out.tolist() == [1, 4] == block.policy.__class__(2).select_one(wr @ x)
     assert k.lib.lk_moe_decode_topk(*ptrs, d, m, 6, 7, 0, y.data_ptr(), None, 1) == -3  # k > N
+    if k.has_prefill:
+        xt = torch.zeros(3, d)
+        xt[:, 0] = 2.0
+        yt = k.prefill_topk(xt, wr, w1, w2, 2, False, 2)
+        assert _rel(yt, y.expand(3, d)) < 1e-6  # the same experts, 1 and 4, for every token
+        with pytest.raises(RuntimeError, match="code -3"):
+            k.prefill_topk(xt, wr, w1, w2, 7, False, 2)
 
 
 def test_dispatch_names_the_code_that_runs(monkeypatch):

@@ -12,10 +12,12 @@
  *   rows once, split into contiguous row ranges per thread (partial sums, then one reduction):
  *   stage 1 h = sum_i x_i w1[e, i, :] over the k*d (expert, input) rows; stage 2
  *   y = sum_(e,r) g[e, r] w2[e, r, :] over the k*m (expert, neuron) rows.
+ * lk_moe_decode_topk: the same with top-k routing done here (router logits, selection, weights).
  * lk_moe_prefill: T tokens with a selection mask [T, N] (and optional weights [T, N]). Tokens are
  *   cut into blocks; a thread owns a block: for each expert it gathers the block's tokens routed
  *   there into a thread-local buffer, runs gate/up and down as single-threaded BLAS sgemm calls,
  *   and adds the results into the block's own output rows (no two threads write one row).
+ * lk_moe_prefill_topk: the same with top-k routing done per block (one sgemm for the logits).
  */
 #include <math.h>
 #include <omp.h>
@@ -24,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LK_ABI 2
+#define LK_ABI 3
 #define LK_MAX_EXPERTS 1024 /* lk_moe_decode_topk's stack arrays */
 
 typedef void (*lk_sgemm_fn)(const char *, const char *, const int *, const int *, const int *,
@@ -228,24 +230,64 @@ int lk_moe_decode_topk(const float *x, const float *wr, const float *w1, const f
     return lk_decode_experts(x, w1, w2, d, m, idx, k, softmax ? wts : NULL, y, nthreads);
 }
 
-/* y[T, d] = sum_e mask[t, e] * wts[t, e] * E_e(x[t]); mask is uint8 [T, N] (a torch bool
- * tensor), wts float [T, N] or NULL (unit weights). Tokens are processed in blocks of `block`
- * rows. Returns 0; -1 when no BLAS was registered; -2 when scratch memory failed. */
-int lk_moe_prefill(const float *x, int64_t T, int64_t d, const float *w1, const float *w2,
-                   int64_t n_exp, int64_t m, const uint8_t *mask, const float *wts, float *y,
-                   int64_t block, int64_t chunk, int nthreads) {
+/* The experts of one token block: lists[e * stride + 0..cnt[e]-1] are the block's tokens routed to
+ * expert e (global token ids), lw the matching weights (NULL: 1). y's rows of the block must be
+ * zeroed by the caller; xs [chunk, d], h [chunk, 2m], o [chunk, d] are scratch. */
+static void lk_block_experts(const float *x, int64_t d, const float *w1, const float *w2, int64_t n_exp,
+                             int64_t m, const int32_t *lists, const float *lw, const int32_t *cnt,
+                             int64_t stride, int64_t chunk, float *y, float *xs, float *h, float *o) {
+    const int64_t m2 = 2 * m;
+    const int Kd = (int)d, N2 = (int)m2, Km = (int)m, Nd = (int)d;
+    const float one = 1.0f, zero = 0.0f;
+    for (int64_t e = 0; e < n_exp; ++e) {
+        for (int c0 = 0; c0 < cnt[e]; c0 += (int)chunk) { /* at most `chunk` rows per GEMM */
+            const int c = (cnt[e] - c0 < chunk) ? cnt[e] - c0 : (int)chunk;
+            const int32_t *tok = lists + e * stride + c0;
+            const float *tw = lw ? lw + e * stride + c0 : NULL;
+            for (int r = 0; r < c; ++r)
+                memcpy(xs + (int64_t)r * d, x + (int64_t)tok[r] * d, (size_t)d * sizeof(float));
+            /* row-major h[c, 2m] = xs[c, d] @ w1[e][d, 2m], as column-major h^T = w1^T xs^T */
+            const int M = c;
+            lk_sgemm("N", "N", &N2, &M, &Kd, &one, w1 + e * d * m2, &N2, xs, &Kd, &zero, h, &N2);
+            for (int r = 0; r < c; ++r) {
+                float *hr = h + (int64_t)r * m2;
+                const float sc = tw ? tw[r] : 1.0f;
+#pragma omp simd
+                for (int64_t q = 0; q < m; ++q) hr[q] = lk_silu(hr[q]) * hr[m + q] * sc;
+            }
+            /* o[c, d] = g[c, m] (row stride 2m) @ w2[e][m, d] */
+            lk_sgemm("N", "N", &Nd, &M, &Km, &one, w2 + e * m * d, &Nd, h, &N2, &zero, o, &Nd);
+            for (int r = 0; r < c; ++r) {
+                float *yr = y + (int64_t)tok[r] * d;
+                const float *orow = o + (int64_t)r * d;
+#pragma omp simd
+                for (int64_t q = 0; q < d; ++q) yr[q] += orow[q];
+            }
+        }
+    }
+}
+
+/* Shared driver of the two prefill entry points: tokens in blocks, one block per task, with
+ * `route` filling the block's lists. route_scratch extra floats per thread are passed to it. */
+typedef void (*lk_route_fn)(const void *ctx, int64_t t0, int64_t t1, int32_t *lists, float *lw, int32_t *cnt,
+                            int64_t stride, float *extra);
+
+static int lk_prefill_blocks(const float *x, int64_t T, int64_t d, const float *w1, const float *w2,
+                             int64_t n_exp, int64_t m, lk_route_fn route, const void *ctx, int weighted,
+                             int64_t route_scratch, float *y, int64_t block, int64_t chunk, int nthreads) {
     if (lk_sgemm == NULL) return -1;
     if (chunk < 1) chunk = 1;
     if (nthreads < 1) nthreads = 1;
     if (block < 1) block = 1;
     const int64_t m2 = 2 * m, nblocks = (T + block - 1) / block;
+    const int64_t rows = chunk < block ? chunk : block;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
     {
         const int old = lk_blas_local_threads ? lk_blas_local_threads(1) : 0;
-        /* per thread: token lists [N, block] + gathered rows [block, d] + h [block, 2m] + out [block, d] */
-        const int64_t rows = chunk < block ? chunk : block;
-        float *ws = lk_scratch(rows * (2 * d + m2) + n_exp * block + n_exp);
+        /* per thread: gathered rows [rows, d], h [rows, 2m], out [rows, d], token lists and
+         * weights [N, block], counters [N], the router's scratch */
+        float *ws = lk_scratch(rows * (2 * d + m2) + 2 * n_exp * block + n_exp + route_scratch);
         if (ws == NULL) {
 #pragma omp atomic write
             failed = 1;
@@ -254,44 +296,106 @@ int lk_moe_prefill(const float *x, int64_t T, int64_t d, const float *w1, const 
         for (int64_t bi = 0; bi < nblocks; ++bi) {
             if (ws == NULL) continue;
             float *xs = ws, *h = xs + rows * d, *o = h + rows * m2;
-            int32_t *lists = (int32_t *)(o + rows * d);
-            int32_t *cnt = lists + n_exp * block; /* n_exp counters after the lists */
+            float *lw = o + rows * d;
+            int32_t *lists = (int32_t *)(lw + n_exp * block);
+            int32_t *cnt = lists + n_exp * block;
+            float *extra = (float *)(cnt + n_exp);
             const int64_t t0 = bi * block, t1 = (t0 + block < T) ? t0 + block : T;
             memset(cnt, 0, (size_t)n_exp * sizeof(int32_t));
-            for (int64_t t = t0; t < t1; ++t) {
-                const uint8_t *row = mask + t * n_exp;
-                for (int64_t e = 0; e < n_exp; ++e)
-                    if (row[e]) lists[e * block + cnt[e]++] = (int32_t)t;
-            }
+            route(ctx, t0, t1, lists, weighted ? lw : NULL, cnt, block, extra);
             memset(y + t0 * d, 0, (size_t)(t1 - t0) * (size_t)d * sizeof(float));
-            for (int64_t e = 0; e < n_exp; ++e) {
-                for (int c0 = 0; c0 < cnt[e]; c0 += (int)chunk) { /* at most `chunk` rows per GEMM */
-                    const int c = (cnt[e] - c0 < chunk) ? cnt[e] - c0 : (int)chunk;
-                    const int32_t *tok = lists + e * block + c0;
-                    for (int r = 0; r < c; ++r)
-                        memcpy(xs + (int64_t)r * d, x + (int64_t)tok[r] * d, (size_t)d * sizeof(float));
-                    /* row-major h[c, 2m] = xs[c, d] @ w1[e][d, 2m], as column-major h^T = w1^T xs^T */
-                    const int M = c, Kd = (int)d, N2 = (int)m2, Km = (int)m, Nd = (int)d;
-                    const float one = 1.0f, zero = 0.0f;
-                    lk_sgemm("N", "N", &N2, &M, &Kd, &one, w1 + e * d * m2, &N2, xs, &Kd, &zero, h, &N2);
-                    for (int r = 0; r < c; ++r) {
-                        float *hr = h + (int64_t)r * m2;
-                        const float s = wts ? wts[(int64_t)tok[r] * n_exp + e] : 1.0f;
-#pragma omp simd
-                        for (int64_t q = 0; q < m; ++q) hr[q] = lk_silu(hr[q]) * hr[m + q] * s;
-                    }
-                    /* o[c, d] = g[c, m] (row stride 2m) @ w2[e][m, d] */
-                    lk_sgemm("N", "N", &Nd, &M, &Km, &one, w2 + e * m * d, &Nd, h, &N2, &zero, o, &Nd);
-                    for (int r = 0; r < c; ++r) {
-                        float *yr = y + (int64_t)tok[r] * d;
-                        const float *orow = o + (int64_t)r * d;
-#pragma omp simd
-                        for (int64_t q = 0; q < d; ++q) yr[q] += orow[q];
-                    }
-                }
-            }
+            lk_block_experts(x, d, w1, w2, n_exp, m, lists, weighted ? lw : NULL, cnt, block, chunk, y, xs, h, o);
         }
         if (lk_blas_local_threads) lk_blas_local_threads(old);
     }
     return failed ? -2 : 0;
+}
+
+typedef struct {
+    const uint8_t *mask;
+    const float *wts;
+    int64_t n_exp;
+} lk_mask_ctx;
+
+static void lk_route_mask(const void *ctx_, int64_t t0, int64_t t1, int32_t *lists, float *lw, int32_t *cnt,
+                          int64_t stride, float *extra) {
+    (void)extra;
+    const lk_mask_ctx *ctx = (const lk_mask_ctx *)ctx_;
+    const int64_t n_exp = ctx->n_exp;
+    for (int64_t t = t0; t < t1; ++t) {
+        const uint8_t *row = ctx->mask + t * n_exp;
+        for (int64_t e = 0; e < n_exp; ++e)
+            if (row[e]) {
+                if (lw) lw[e * stride + cnt[e]] = ctx->wts[t * n_exp + e];
+                lists[e * stride + cnt[e]++] = (int32_t)t;
+            }
+    }
+}
+
+/* y[T, d] = sum_e mask[t, e] * wts[t, e] * E_e(x[t]); mask is uint8 [T, N] (a torch bool
+ * tensor), wts float [T, N] or NULL (unit weights). Tokens are processed in blocks of `block`
+ * rows, at most `chunk` rows per GEMM. Returns 0; -1 when no BLAS was registered; -2 when
+ * scratch memory failed. */
+int lk_moe_prefill(const float *x, int64_t T, int64_t d, const float *w1, const float *w2,
+                   int64_t n_exp, int64_t m, const uint8_t *mask, const float *wts, float *y,
+                   int64_t block, int64_t chunk, int nthreads) {
+    const lk_mask_ctx ctx = {mask, wts, n_exp};
+    return lk_prefill_blocks(x, T, d, w1, w2, n_exp, m, lk_route_mask, &ctx, wts != NULL, 0, y, block, chunk,
+                             nthreads);
+}
+
+typedef struct {
+    const float *x, *wr;
+    int64_t d, n_exp, k;
+    int softmax;
+} lk_topk_ctx;
+
+/* Router logits of the block by one sgemm (L[B, N] = x[B, d] wr^T), then the k largest per token
+ * (ties to the lower id), in expert order, with unit or renormalised-softmax weights. */
+static void lk_route_topk(const void *ctx_, int64_t t0, int64_t t1, int32_t *lists, float *lw, int32_t *cnt,
+                          int64_t stride, float *logits) {
+    const lk_topk_ctx *ctx = (const lk_topk_ctx *)ctx_;
+    const int64_t n_exp = ctx->n_exp, k = ctx->k, d = ctx->d;
+    const int B = (int)(t1 - t0), Ne = (int)n_exp, Kd = (int)d;
+    const float one = 1.0f, zero = 0.0f;
+    lk_sgemm("T", "N", &Ne, &B, &Kd, &one, ctx->wr, &Kd, ctx->x + t0 * d, &Kd, &zero, logits, &Ne);
+    unsigned char taken[LK_MAX_EXPERTS];
+    float w[LK_MAX_EXPERTS];
+    for (int64_t t = t0; t < t1; ++t) {
+        const float *lg = logits + (t - t0) * n_exp;
+        memset(taken, 0, (size_t)n_exp);
+        for (int64_t j = 0; j < k; ++j) {
+            int64_t best = -1;
+            for (int64_t e = 0; e < n_exp; ++e)
+                if (!taken[e] && (best < 0 || lg[e] > lg[best])) best = e;
+            if (best < 0) break;
+            taken[best] = 1;
+        }
+        if (ctx->softmax) {
+            float top = -INFINITY, sum = 0.0f;
+            for (int64_t e = 0; e < n_exp; ++e)
+                if (taken[e] && lg[e] > top) top = lg[e];
+            for (int64_t e = 0; e < n_exp; ++e)
+                if (taken[e]) sum += (w[e] = expf(lg[e] - top));
+            for (int64_t e = 0; e < n_exp; ++e)
+                if (taken[e]) w[e] *= (float)k / sum;
+        }
+        for (int64_t e = 0; e < n_exp; ++e)
+            if (taken[e]) {
+                if (lw) lw[e * stride + cnt[e]] = w[e];
+                lists[e * stride + cnt[e]++] = (int32_t)t;
+            }
+    }
+}
+
+/* Top-k prefill, router included (wr [N, d]): as lk_moe_decode_topk for every token of x [T, d].
+ * Returns 0, -1 (no BLAS), -2 (scratch memory) or -3 (k or N out of range). */
+int lk_moe_prefill_topk(const float *x, int64_t T, int64_t d, const float *wr, const float *w1, const float *w2,
+                        int64_t n_exp, int64_t m, int64_t k, int softmax, float *y, int64_t block, int64_t chunk,
+                        int nthreads) {
+    if (k < 1 || k > n_exp || n_exp > LK_MAX_EXPERTS) return -3;
+    const lk_topk_ctx ctx = {x, wr, d, n_exp, k, softmax};
+    const int64_t b = block < 1 ? 1 : block;
+    return lk_prefill_blocks(x, T, d, w1, w2, n_exp, m, lk_route_topk, &ctx, softmax, b * n_exp, y, block, chunk,
+                             nthreads);
 }

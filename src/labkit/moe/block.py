@@ -208,6 +208,14 @@ class MoEBlock(nn.Module):
             return self._decode_fast(x, pol)
         shape = x.shape
         flat = x.reshape(-1, self.hidden_size)
+        if type(pol) is TopK and not (torch.is_grad_enabled() or self.record_stats or self.keep_logits):
+            kern = self._kernel(x)
+            if kern is not None and kern.has_prefill:  # routing and experts in one kernel call
+                w1, w2 = self._fused_weights
+                block = _kernels.prefill_block(flat.shape[0], self.num_experts, pol.k)
+                softmax = self.weighting == "softmax"
+                wr = self._views[0]
+                return kern.prefill_topk(flat.contiguous(), wr, w1, w2, pol.k, softmax, block).reshape(shape)
         if pol.unit_weights:
             if self.record_stats:
                 self.stats.update(torch.ones(flat.shape[0], self.num_experts, dtype=torch.bool))

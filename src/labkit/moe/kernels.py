@@ -38,7 +38,7 @@ import torch
 __all__ = ["MoEKernels", "dispatch", "get", "prefill_block"]
 
 _SOURCE = Path(__file__).with_name("_kernels.c")
-_ABI = 2
+_ABI = 3
 MAX_TOPK_EXPERTS = 1024  # LK_MAX_EXPERTS in _kernels.c
 _LOCK = threading.Lock()
 _STATE: dict = {}
@@ -64,6 +64,9 @@ class MoEKernels:
         lib.lk_moe_decode_topk.restype = _INT
         lib.lk_moe_prefill.argtypes = [_VP, _I64, _I64, _VP, _VP, _I64, _I64, _VP, _VP, _VP, _I64, _I64, _INT]
         lib.lk_moe_prefill.restype = _INT
+        lib.lk_moe_prefill_topk.argtypes = [_VP, _I64, _I64, _VP, _VP, _VP, _I64, _I64, _I64, _INT, _VP, _I64]
+        lib.lk_moe_prefill_topk.argtypes += [_I64, _INT]
+        lib.lk_moe_prefill_topk.restype = _INT
         if lib.lk_abi() != _ABI:
             raise RuntimeError(f"kernel ABI {lib.lk_abi()} != {_ABI}")
         sgemm, local = _mkl_symbols()
@@ -165,23 +168,51 @@ class MoEKernels:
             chunk,
             torch.get_num_threads(),
         )
-        if rc == -2:
-            raise MemoryError("labkit MoE prefill kernel: scratch allocation failed")
-        if rc:
-            raise RuntimeError(f"labkit MoE prefill kernel failed (code {rc})")
+        _check(rc, "prefill")
+        return y
+
+    def prefill_topk(
+        self,
+        x: torch.Tensor,
+        router: torch.Tensor,
+        w1: torch.Tensor,
+        w2: torch.Tensor,
+        k: int,
+        softmax: bool,
+        block: int,
+        chunk: int = 128,
+    ) -> torch.Tensor:
+        """Top-``k`` prefill with the routing done in the kernel (``router [N, d]``): ``y[T, d]`` for
+        ``x[T, d]`` (float32, contiguous; unchecked); unit or mean-one softmax weights."""
+        t, d = x.shape
+        n, m = w2.shape[0], w2.shape[1]
+        y = torch.empty(t, d, dtype=torch.float32)
+        ptrs = (x.data_ptr(), t, d, router.data_ptr(), w1.data_ptr(), w2.data_ptr())
+        rc = self.lib.lk_moe_prefill_topk(
+            *ptrs, n, m, k, int(softmax), y.data_ptr(), block, chunk, torch.get_num_threads()
+        )
+        _check(rc, "top-k prefill")
         return y
 
 
-def prefill_block(tokens: int, num_experts: int, mean_k: float, threads: int | None = None) -> int:
-    """Tokens per prefill task: ``max(256, 64·N/k̄)``, but at least one task per thread.
+def _check(rc: int, what: str) -> None:
+    if rc == -2:
+        raise MemoryError(f"labkit MoE {what} kernel: scratch allocation failed")
+    if rc:
+        raise RuntimeError(f"labkit MoE {what} kernel failed (code {rc})")
 
-    A task's expert GEMMs then get ~64 rows or more (k̄/N of the block), and its gathered rows,
-    gate/up and outputs (at most 128 rows per GEMM) stay in a core's L2 cache. Measured at the
-    SmolLM2 FFN shape (d=576, f=1536), 512 and 4096 tokens, N=4..16: blocks of 256 tokens with
-    128-row GEMMs were within the noise of the best (block, chunk) pair of a grid from 32 to 2048.
+
+def prefill_block(tokens: int, num_experts: int, mean_k: float, threads: int | None = None) -> int:
+    """Tokens per prefill task: ``max(512, 128·N/k̄)``, but at least one task per thread.
+
+    A task's expert GEMMs then get ~128 rows or more (k̄/N of the block), so each expert's weights
+    are read once per 128+ rows; gathered rows, gate/up and outputs (at most 128 rows per GEMM)
+    stay in a core's L2 cache. Measured at the SmolLM2 FFN shape (d=576, f=1536), 4096 tokens,
+    N=8 and 16, blocks of 512-1024 tokens were 5-10 % faster than 256 (which re-reads the experts'
+    weights twice as often) and 128-row GEMMs faster than 256-row ones.
     """
     threads = threads or torch.get_num_threads()
-    block = max(256, int(64 * num_experts / max(mean_k, 1e-6)))
+    block = max(512, int(128 * num_experts / max(mean_k, 1e-6)))
     return max(16, min(block, -(-tokens // max(1, threads))))
 
 
@@ -266,7 +297,7 @@ def _build(cc: str) -> Path:
 
 
 def _self_test(k: MoEKernels) -> None:
-    """Compare both kernels with a NumPy reference on a small random problem (odd sizes)."""
+    """Compare every kernel with a NumPy reference on a small random problem (odd sizes)."""
     rng = np.random.default_rng(0)
     n, d, m, t = 5, 37, 11, 29
     w1 = torch.from_numpy(rng.standard_normal((n, d, 2 * m), dtype=np.float32))
@@ -295,6 +326,23 @@ def _self_test(k: MoEKernels) -> None:
             got = k.prefill(x, w1, w2, mask, wts, block, chunk).numpy()
             if np.abs(got - ref).max() > 1e-4 * scale:
                 raise RuntimeError(f"prefill kernel self-test mismatch (block {block})")
+    # top-2 routing inside the kernels: logits from a router with well-separated rows
+    wr = torch.from_numpy(rng.standard_normal((n, d), dtype=np.float32))
+    logits = x.double().numpy() @ wr.double().numpy().T
+    top = np.sort(np.argsort(-logits, axis=1, kind="stable")[:, :2], axis=1)
+    ref2 = np.zeros((t, d))
+    for i in range(t):
+        p = np.exp(logits[i, top[i]] - logits[i, top[i]].max())
+        for e, w in zip(top[i], 2 * p / p.sum(), strict=True):
+            ref2[i] += w * expert(x[i].numpy(), int(e))
+    scale2 = np.abs(ref2).max()
+    got = k.decode_topk(x[0].contiguous(), wr, w1, w2, 2, True).numpy()
+    if np.abs(got - ref2[0]).max() > 1e-4 * scale2:
+        raise RuntimeError("top-k decode kernel self-test mismatch")
+    if k.has_prefill:
+        got = k.prefill_topk(x, wr, w1, w2, 2, True, 7, 3).numpy()
+        if np.abs(got - ref2).max() > 1e-4 * scale2:
+            raise RuntimeError("top-k prefill kernel self-test mismatch")
 
 
 def get() -> MoEKernels | None:
