@@ -155,8 +155,12 @@ static int lk_decode_experts(const float *x, const float *w1, const float *w2, i
             a += i1 - i0;
         }
 #pragma omp barrier
-#pragma omp for simd schedule(static)
-        for (int64_t e = 0; e < r2; ++e) {
+        /* this thread's (expert, neuron) rows a..b-1: their g from the partial sums (no barrier
+         * needed after it: stage 2 reads only these rows) */
+        float *yq = ypart + (size_t)t * (size_t)d;
+        a = r2 * t / nt;
+        b = r2 * (t + 1) / nt;
+        for (int64_t e = a; e < b; ++e) {
             const int64_t j = e / m, r = e % m;
             float gate = 0.0f, up = 0.0f;
             for (int s = 0; s < nt; ++s) {
@@ -166,16 +170,13 @@ static int lk_decode_experts(const float *x, const float *w1, const float *w2, i
             const float v = lk_silu(gate) * up;
             g[e] = wts ? v * wts[j] : v;
         }
-        float *yq = ypart + (size_t)t * (size_t)d;
-        a = r2 * t / nt;
-        b = r2 * (t + 1) / nt;
         while (a < b) { /* rows a..b-1 of the (expert, neuron) rows */
             const int64_t j = a / m, q0 = a % m, q1 = (m < q0 + (b - a)) ? m : q0 + (b - a);
             lk_axpy_rows(yq, w2 + (idx[j] * m + q0) * d, d, g + j * m + q0, q1 - q0, d);
             a += q1 - q0;
         }
 #pragma omp barrier
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
         for (int64_t c = 0; c < d; ++c) {
             float s = 0.0f;
             for (int q = 0; q < nt; ++q) s += ypart[(size_t)q * d + c];

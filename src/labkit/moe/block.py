@@ -24,6 +24,12 @@ once, each expert runs one GEMM on its contiguous group, and results are scatter
 ``index_add_`` (the LLaMA-MoE ``UniversalCalculator`` pattern); on CPU the gather and result
 buffers are reused across calls, and with under ``_PAIR_ROWS`` tokens per expert two experts
 share one batched GEMM (``bmm``), which splits better across cores than a small GEMM.
+
+On a CPU, float32 SiLU experts without gradient go through fused C kernels instead
+(:mod:`labkit.moe.kernels`; ``use_kernels=False`` or ``LABKIT_MOE_KERNELS=0`` switches them off):
+a decode step is one call (with top-k policies the routing too), a prefill runs token blocks in
+parallel with single-threaded MKL GEMMs per expert. The PyTorch paths above remain the
+reference and the fallback (no compiler, other dtypes and devices, training).
 Reference: Zhu et al. 2024 (LLaMA-MoE); Kim et al. 2024 (LaDiMo).
 """
 
@@ -155,12 +161,13 @@ class MoEBlock(nn.Module):
         self._views_key: tuple | None = None
         self._plans: dict = {}
         self._kplans: dict = {}
+        self._topk_step = None
         self._all_ids = list(range(n))
 
     @property
     def _silu(self) -> bool:
         """Whether ``act_fn`` is SiLU (then the fused in-place ``F.silu`` is used)."""
-        return type(self.act_fn).__name__ in _SILU
+        return type(self._modules["act_fn"]).__name__ in _SILU  # not self.act_fn: Module.__getattr__ is slow
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -373,8 +380,10 @@ class MoEBlock(nn.Module):
         if fusable and self.use_kernels and x.is_cpu and x.dtype == torch.float32 and self._silu:
             kern = _kernels.get()
             if kern is not None and type(pol) is TopK and not (self.record_stats or self.keep_logits):
-                w1, w2 = self._fused_weights
-                return kern.decode_topk(x.contiguous(), wr, w1, w2, pol.k, self.weighting == "softmax")
+                step = self._topk_step
+                if step is None:
+                    step = self._topk_step = kern.topk_decoder(wr, *self._fused_weights)
+                return step(x.contiguous(), pol.k, self.weighting == "softmax")
         xv = x.reshape(-1)
         w = None
         if pol.unit_weights:  # all experts, weight 1: the dense FFN
@@ -511,7 +520,9 @@ class MoEBlock(nn.Module):
         and rebuilt only when a parameter is replaced or moved (``.to()``,
         ``load_state_dict(assign=True)``); in-place updates keep the views valid.
         """
-        w1, w2, wr = self._parameters["w1"], self._parameters["w2"], self.router.weight
+        # plain dict lookups: nn.Module.__getattr__ (self.router.weight) costs microseconds per decode step
+        w1, w2 = self._parameters["w1"], self._parameters["w2"]
+        wr = self._modules["router"]._parameters["weight"]
         key = (w1.data_ptr(), w2.data_ptr(), wr.data_ptr(), w1.dtype, w2.dtype)
         if self._views_key != key:
             w1c, w2c = w1.detach().contiguous(), w2.detach().contiguous()
@@ -521,6 +532,7 @@ class MoEBlock(nn.Module):
             )
             self._views = (wr.detach(), w1_rows, w2_rows, fusable)
             self._fused_weights = (w1.detach(), w2.detach())
+            self._topk_step = None  # kernels.topk_decoder bound to these weights, built on first use
             self._views_key = key
             self._plans = {}
         return self._views

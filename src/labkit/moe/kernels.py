@@ -42,6 +42,7 @@ _ABI = 3
 MAX_TOPK_EXPERTS = 1024  # LK_MAX_EXPERTS in _kernels.c
 _LOCK = threading.Lock()
 _STATE: dict = {}
+_OFF = ("0", "false", "no", "off")
 _VP, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 # Tried in order. On AVX-512 CPUs gcc defaults to 256-bit vectors; 512-bit ones measured ~2x
 # faster for the SiLU loop (Xeon, Ice Lake). Compilers for other architectures reject the flags.
@@ -136,6 +137,28 @@ class MoEKernels:
         if rc:
             raise RuntimeError(f"labkit MoE top-k decode kernel failed (code {rc})")
         return y
+
+    def topk_decoder(self, router: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor):
+        """:meth:`decode_topk` with the weights bound: ``f(x, k, softmax: int) -> y``.
+
+        The decode step of a small FFN is tens of microseconds, so the few Python operations saved
+        here (shape reads, attribute lookups) are measurable. The returned function keeps the
+        weight tensors alive (``f.weights``); rebuild it when they are replaced.
+        """
+        fn = self.lib.lk_moe_decode_topk
+        d, m, n = w1.shape[1], w2.shape[1], router.shape[0]
+        rp, p1, p2 = router.data_ptr(), w1.data_ptr(), w2.data_ptr()
+        empty, f32, nthreads = torch.empty, torch.float32, torch.get_num_threads
+
+        def decode(x: torch.Tensor, k: int, softmax: int) -> torch.Tensor:
+            y = empty(x.shape, dtype=f32)
+            rc = fn(x.data_ptr(), rp, p1, p2, d, m, n, k, softmax, y.data_ptr(), None, nthreads())
+            if rc:
+                _check(rc, "top-k decode")
+            return y
+
+        decode.weights = (router, w1, w2)
+        return decode
 
     def prefill(
         self,
@@ -351,7 +374,7 @@ def get() -> MoEKernels | None:
     The first call compiles (about a second) or loads the cached library and self-tests it;
     a failure is reported once as a warning and the pure-PyTorch paths are used from then on.
     """
-    if os.environ.get("LABKIT_MOE_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
+    if "LABKIT_MOE_KERNELS" in os.environ and os.environ["LABKIT_MOE_KERNELS"].strip().lower() in _OFF:
         return None
     state = _STATE.get("kernels", False)
     if state is not False:
