@@ -113,9 +113,26 @@ def test_block_uses_kernels_only_where_they_apply():
         block.set_policy("top2")
         assert _rel(fused, block(x)) < 1e-5 and _rel(one, block(x[:, :1])) < 1e-5
         block.use_kernels = True
-        assert block._kernel(x.bfloat16()) is None
+        assert block._prefill_kernel(x) is not None or not kernels.get().has_prefill
+        assert block._prefill_kernel(x.bfloat16()) is None
         block.act_fn = torch.nn.GELU()
-        assert block._kernel(x) is None
+        assert block._prefill_kernel(x) is None
+
+
+@needs_cc
+def test_large_experts_prefill_through_pytorch(monkeypatch):
+    """Experts above PREFILL_MAX_EXPERT_BYTES (e.g. LLaMA2-7B's) take the PyTorch prefill."""
+    model, _ = tiny_llama("tiny-llama", seed=2)
+    moe.moefy(model, num_experts=4)
+    block = model.model.layers[0].mlp
+    x = torch.randn(5, block.hidden_size)
+    expert_bytes = 3 * block.hidden_size * block.expert_dim * 4
+    monkeypatch.setattr(kernels, "PREFILL_MAX_EXPERT_BYTES", expert_bytes - 1)
+    block.w1.data = block.w1.data.clone()  # new storage: the block re-derives its kernel choices
+    assert block._prefill_kernel(x) is None
+    monkeypatch.setattr(kernels, "PREFILL_MAX_EXPERT_BYTES", expert_bytes)
+    block.w1.data = block.w1.data.clone()
+    assert block._prefill_kernel(x) is not None or not kernels.get().has_prefill
 
 
 @needs_cc

@@ -162,6 +162,7 @@ class MoEBlock(nn.Module):
         self._plans: dict = {}
         self._kplans: dict = {}
         self._topk_step = None
+        self._fused_prefill = False
         self._all_ids = list(range(n))
 
     @property
@@ -216,8 +217,8 @@ class MoEBlock(nn.Module):
         shape = x.shape
         flat = x.reshape(-1, self.hidden_size)
         if type(pol) is TopK and not (torch.is_grad_enabled() or self.record_stats or self.keep_logits):
-            kern = self._kernel(x)
-            if kern is not None and kern.has_prefill:  # routing and experts in one kernel call
+            kern = self._prefill_kernel(x)
+            if kern is not None:  # routing and experts in one kernel call
                 w1, w2 = self._fused_weights
                 block = _kernels.prefill_block(flat.shape[0], self.num_experts, pol.k)
                 softmax = self.weighting == "softmax"
@@ -261,8 +262,8 @@ class MoEBlock(nn.Module):
     def _grouped(self, x: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
         """Sort/gather → one GEMM per expert → scatter-add (or the fused CPU kernel)."""
         if not torch.is_grad_enabled():
-            kern = self._kernel(x)
-            if kern is not None and kern.has_prefill:
+            kern = self._prefill_kernel(x)
+            if kern is not None:
                 t = x.shape[0]
                 block = _kernels.prefill_block(t, self.num_experts, mask.sum().item() / max(1, t))
                 w = None if weights is None else weights.to(torch.float32).contiguous()
@@ -428,11 +429,16 @@ class MoEBlock(nn.Module):
         w1, w2 = self._fused_weights
         return kern.decode(xv.contiguous(), w1, w2, arr, len(idx), w)
 
-    def _kernel(self, x: torch.Tensor) -> _kernels.MoEKernels | None:
-        """The fused kernels when they apply (CPU, float32 input and weights, SiLU), else None."""
+    def _prefill_kernel(self, x: torch.Tensor) -> _kernels.MoEKernels | None:
+        """The fused prefill kernels when they apply (CPU, float32 input and weights, SiLU,
+        cache-sized experts: ``kernels.PREFILL_MAX_EXPERT_BYTES``, MKL present), else None."""
         if not (self.use_kernels and x.is_cpu and x.dtype == torch.float32 and self._silu):
             return None
-        return _kernels.get() if self._weight_views()[3] else None
+        self._weight_views()
+        if not self._fused_prefill:
+            return None
+        kern = _kernels.get()
+        return kern if kern is not None and kern.has_prefill else None
 
     def _act_mul(self, h: torch.Tensor) -> torch.Tensor:
         """``act(gate) ⊙ up`` of ``h = [..., 2m]`` as a new ``[..., m]`` tensor."""
@@ -532,6 +538,8 @@ class MoEBlock(nn.Module):
             )
             self._views = (wr.detach(), w1_rows, w2_rows, fusable)
             self._fused_weights = (w1.detach(), w2.detach())
+            expert_bytes = 3 * self.hidden_size * self.expert_dim * 4
+            self._fused_prefill = fusable and expert_bytes <= _kernels.PREFILL_MAX_EXPERT_BYTES
             self._topk_step = None  # kernels.topk_decoder bound to these weights, built on first use
             self._views_key = key
             self._plans = {}

@@ -15,8 +15,9 @@ The library is built with the system C compiler (``$CC``, else ``cc``) with ``-O
 compiler, CPU, flags), written to a temporary file and renamed, then checked once against a NumPy
 reference. Without a compiler, when the build or the check fails, or with
 ``LABKIT_MOE_KERNELS=0``, :func:`get` returns ``None`` and the block keeps its pure-PyTorch paths
-(same results to float32 rounding). Prefill needs MKL's ``sgemm_`` (PyTorch's x86 builds); without
-it only :func:`decode` is used. Thread count: ``torch.get_num_threads()`` at call time.
+(same results to float32 rounding). Prefill needs MKL's ``sgemm_`` (PyTorch's x86 builds) and
+experts of at most ``PREFILL_MAX_EXPERT_BYTES``; otherwise only :func:`decode` is used. Thread
+count: ``torch.get_num_threads()`` at call time.
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ MAX_TOPK_EXPERTS = 1024  # LK_MAX_EXPERTS in _kernels.c
 _LOCK = threading.Lock()
 _STATE: dict = {}
 _OFF = ("0", "false", "no", "off")
+# The prefill kernel re-reads each expert's weights once per token block, through single-threaded
+# GEMMs; that pays while an expert's weights are cache-sized. Measured (bench_moe.py, 2-core Xeon):
+# SmolLM2 FFN experts (0.66-2.65 MB, 4096 tokens) 12-26 % faster than the PyTorch path at N=8
+# and 16, -5 to +15 % at N=4; LLaMA2-7B FFN experts (34-135 MB, 512 tokens) up to 48 % slower
+# at k/N >= 1/2, since every block re-streams them from DRAM. Larger experts take the PyTorch
+# path (one threaded GEMM per expert).
+PREFILL_MAX_EXPERT_BYTES = 8 << 20
 _VP, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 # Tried in order. On AVX-512 CPUs gcc defaults to 256-bit vectors; 512-bit ones measured ~2x
 # faster for the SiLU loop (Xeon, Ice Lake). Compilers for other architectures reject the flags.
