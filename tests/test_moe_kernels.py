@@ -240,3 +240,27 @@ def test_dispatch_names_the_code_that_runs(monkeypatch):
     monkeypatch.delenv("LABKIT_MOE_KERNELS")
     if kernels.get() is not None and kernels.get().has_prefill:
         assert kernels.dispatch() == "labkit's compiled C kernels for both prefill and decode"
+
+
+def test_block_pickles_and_copies_after_using_the_kernels():
+    """The cached ctypes objects never travel: pickle and deepcopy rebuild them and agree."""
+    import copy
+    import io
+
+    model, _ = tiny_llama("tiny-llama", seed=3)
+    moe.moefy(model, num_experts=4)
+    block = model.model.layers[0].mlp
+    torch.nn.init.normal_(block.router.weight, std=0.5)
+    x = torch.randn(1, 1, block.hidden_size)
+    with torch.no_grad():
+        for policy in ("top2", "topp0.7"):
+            block.set_policy(policy)
+            ref = block(x)
+            buf = io.BytesIO()
+            torch.save(block, buf)
+            buf.seek(0)
+            loaded = torch.load(buf, weights_only=False)
+            twin = copy.deepcopy(block)
+            assert torch.equal(loaded(x), ref) and torch.equal(twin(x), ref)
+            twin.w2.mul_(2.0)  # the copy has its own weights; the original is untouched
+            assert torch.equal(block(x), ref) and _rel(twin(x), 2 * ref) < 1e-6

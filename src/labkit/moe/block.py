@@ -165,6 +165,14 @@ class MoEBlock(nn.Module):
         self._fused_prefill = False
         self._all_ids = list(range(n))
 
+    def __getstate__(self) -> dict:
+        """Pickling (``torch.save(model)``, ``copy.deepcopy``) drops the per-process caches: weight
+        views, decode plans and the bound kernel step (ctypes objects); they are rebuilt on use."""
+        state = self.__dict__.copy()
+        state.update(_views=None, _views_key=None, _plans={}, _kplans={}, _topk_step=None)
+        state.update(_fused_weights=None, _fused_prefill=False)
+        return state
+
     @property
     def _silu(self) -> bool:
         """Whether ``act_fn`` is SiLU (then the fused in-place ``F.silu`` is used)."""
