@@ -128,7 +128,7 @@ static float *lk_scratch(int64_t numel) {
     return s->buf;
 }
 
-/* y[d] = sum_j wts[j] * E_{idx[j]}(x); wts may be NULL (unit weights). Returns 0, or -1 when
+/* y[d] = sum_j wts[j] * E_{idx[j]}(x); wts may be NULL (unit weights). Returns 0, or -2 when
  * scratch memory could not be allocated. */
 static int lk_decode_experts(const float *x, const float *w1, const float *w2, int64_t d, int64_t m,
                              const int64_t *idx, int64_t k, const float *wts, float *y, int nthreads) {
@@ -140,7 +140,7 @@ static int lk_decode_experts(const float *x, const float *w1, const float *w2, i
     }
     const size_t need = (size_t)nthreads * (size_t)(k * m2 + d) + (size_t)r2;
     float *hpart = lk_scratch((int64_t)need); /* this (calling) thread's scratch: reused, no page faults */
-    if (hpart == NULL) return -1;
+    if (hpart == NULL) return -2;
     memset(hpart, 0, need * sizeof(float));
     float *ypart = hpart + (size_t)nthreads * (size_t)(k * m2);
     float *g = ypart + (size_t)nthreads * (size_t)d;

@@ -110,8 +110,7 @@ class MoEKernels:
             y.data_ptr(),
             torch.get_num_threads(),
         )
-        if rc:
-            raise MemoryError("labkit MoE decode kernel: scratch allocation failed")
+        _check(rc, "decode")
         return y
 
     def decode_topk(
@@ -126,25 +125,7 @@ class MoEKernels:
         """One token ``x`` (float32, contiguous, ``d`` elements, any shape) under top-``k`` routing,
         router included (``router [N, d]``): the output has ``x``'s shape. Unit weights, or with
         ``softmax`` the mean-one renormalised softmax over the chosen experts."""
-        d, m = w1.shape[1], w2.shape[1]
-        y = torch.empty(x.shape, dtype=torch.float32)
-        rc = self.lib.lk_moe_decode_topk(
-            x.data_ptr(),
-            router.data_ptr(),
-            w1.data_ptr(),
-            w2.data_ptr(),
-            d,
-            m,
-            router.shape[0],
-            k,
-            int(softmax),
-            y.data_ptr(),
-            None,
-            torch.get_num_threads(),
-        )
-        if rc:
-            raise RuntimeError(f"labkit MoE top-k decode kernel failed (code {rc})")
-        return y
+        return self.topk_decoder(router, w1, w2)(x, k, int(softmax))
 
     def topk_decoder(self, router: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor):
         """:meth:`decode_topk` with the weights bound: ``f(x, k, softmax: int) -> y``.
