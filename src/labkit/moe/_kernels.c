@@ -53,8 +53,8 @@ int lk_has_blas(void) { return lk_sgemm != NULL; }
  * round-to-nearest by the 1.5 * 2^23 trick, so that gcc vectorises loops over it without
  * -ffast-math. */
 static inline float lk_exp(float x) {
-    x = x < -87.3f ? -87.3f : x;
-    x = x > 88.7f ? 88.7f : x;
+    x = x < -87.3f ? -87.3f : x; /* n >= -126: the smallest normal power of two */
+    x = x > 88.0f ? 88.0f : x;   /* n <= 127: finite (exp(88) = 1.65e38) */
     const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
