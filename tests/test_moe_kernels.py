@@ -264,3 +264,16 @@ def test_block_pickles_and_copies_after_using_the_kernels():
             assert torch.equal(loaded(x), ref) and torch.equal(twin(x), ref)
             twin.w2.mul_(2.0)  # the copy has its own weights; the original is untouched
             assert torch.equal(block(x), ref) and _rel(twin(x), 2 * ref) < 1e-6
+
+
+@needs_cc
+def test_kernel_silu_is_accurate_over_the_float_range():
+    """The kernels' own exp (vectorisable, clamped): silu(v)·v through a 1×1 expert, v from -200 to 100."""
+    k = kernels.get()
+    assert k is not None
+    w1, w2 = torch.ones(1, 1, 2), torch.ones(1, 1, 1)
+    arr = (ctypes.c_int64 * 1)(0)
+    for v in (-200.0, -88.5, -87.0, -20.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 5.0, 20.0, 88.5, 100.0):
+        y = k.decode(torch.tensor([v]), w1, w2, arr, 1).item()
+        ref = (F.silu(torch.tensor(v, dtype=torch.float64)) * v).item()
+        assert abs(y - ref) <= 2e-7 * abs(ref) + 1e-30, v
