@@ -5,10 +5,12 @@ dozen PyTorch calls (each several microseconds of dispatch, allocation and threa
 more than the experts themselves, and a long prefill spends a fifth of its time gathering tokens
 into a large buffer and scattering results back. The C kernels do each in one call:
 
-* :func:`decode`: one token through the chosen experts, both stages streamed by all threads;
-* :func:`prefill`: tokens in blocks, one block per thread at a time, experts as single-threaded
-  BLAS GEMMs on the block's gathered rows (MKL's ``sgemm_``, which PyTorch's x86 builds export),
-  results added into the block's own output rows.
+* :meth:`MoEKernels.decode`: one token through the chosen experts, both stages streamed by all
+  threads; :meth:`MoEKernels.decode_topk` does the top-k routing in the same call;
+* :meth:`MoEKernels.prefill`: tokens in blocks, one block per thread at a time, experts as
+  single-threaded BLAS GEMMs on the block's gathered rows (MKL's ``sgemm_``, which PyTorch's x86
+  builds export), results added into the block's own output rows; :meth:`MoEKernels.prefill_topk`
+  routes each block in the kernel.
 
 The library is built with the system C compiler (``$CC``, else ``cc``) with ``-O3 -march=native
 -fopenmp`` (512-bit vectors where accepted) into ``$LABKIT_CACHE/kernels/<key>/`` (key: source,
@@ -16,7 +18,7 @@ compiler, CPU, flags), written to a temporary file and renamed, then checked onc
 reference. Without a compiler, when the build or the check fails, or with
 ``LABKIT_MOE_KERNELS=0``, :func:`get` returns ``None`` and the block keeps its pure-PyTorch paths
 (same results to float32 rounding). Prefill needs MKL's ``sgemm_`` (PyTorch's x86 builds) and
-experts of at most ``PREFILL_MAX_EXPERT_BYTES``; otherwise only :func:`decode` is used. Thread
+experts of at most ``PREFILL_MAX_EXPERT_BYTES``; otherwise only the decode kernels are used. Thread
 count: ``torch.get_num_threads()`` at call time.
 """
 
