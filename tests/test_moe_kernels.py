@@ -277,3 +277,21 @@ def test_kernel_silu_is_accurate_over_the_float_range():
         y = k.decode(torch.tensor([v]), w1, w2, arr, 1).item()
         ref = (F.silu(torch.tensor(v, dtype=torch.float64)) * v).item()
         assert abs(y - ref) <= 2e-7 * abs(ref) + 1e-30, v
+
+
+@needs_cc
+def test_fused_calls_count_the_kernel_path_only():
+    model, _ = tiny_llama("tiny-llama", seed=4)
+    moe.moefy(model, num_experts=4)
+    block = model.model.layers[0].mlp
+    x = torch.randn(1, 6, block.hidden_size)
+    with torch.no_grad():
+        for policy in ("top2", "topp0.8"):
+            block.set_policy(policy)
+            block(x)
+            block(x[:, :1])
+        assert block.fused_calls == (4 if kernels.get().has_prefill else 2)
+        block.use_kernels = False
+        block(x)
+        block(x[:, :1])
+        assert block.fused_calls == (4 if kernels.get().has_prefill else 2)

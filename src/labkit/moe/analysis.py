@@ -64,10 +64,12 @@ def compare_dense_moe(profile: Profile | str | None = None, *, progress: bool = 
 
     Measures, on the held-out ``test`` split: perplexity, multiple-choice continuation accuracy,
     activated parameters (routing statistics recorded on the perplexity tokens) and prefill/decode
-    latency of both models side by side.
+    latency of both models side by side; ``fused_calls`` counts the MoE blocks' calls served by
+    the C kernels (:mod:`labkit.moe.kernels`) during the latency measurement.
     """
     from . import data, evaluate
     from .accounting import activated_parameters, llama_breakdown
+    from .block import MoEBlock
     from .construct import record_routing
     from .pipeline import ConversionConfig, dense_reference, load_or_convert
 
@@ -88,7 +90,10 @@ def compare_dense_moe(profile: Profile | str | None = None, *, progress: bool = 
     out["acc_dense"] = evaluate.mc_accuracy(dense, items)
     out["acc_moe"] = evaluate.mc_accuracy(moe_model, items)
     lat_d = evaluate.latency(dense, prefill_tokens=s.latency_tokens)
+    blocks = [m for m in moe_model.modules() if isinstance(m, MoEBlock)]
+    fused_before = sum(b.fused_calls for b in blocks)
     lat_m = evaluate.latency(moe_model, prefill_tokens=s.latency_tokens)
+    out["fused_calls"] = sum(b.fused_calls for b in blocks) - fused_before  # C-kernel calls while timing
     out.update(
         {
             "params_dense": acc.dense_total,

@@ -156,6 +156,7 @@ class MoEBlock(nn.Module):
         self.keep_logits = False
         self.last_logits: torch.Tensor | None = None
         self.use_kernels = True  # fused C kernels (labkit.moe.kernels) for float32 SiLU experts on CPU
+        self.fused_calls = 0  # forward calls served by those kernels (a diagnostic: which path ran)
         self.decode_impl: str | None = None  # without kernels: "bags", "runs" or None (bags on CPU)
         self._views: tuple | None = None
         self._views_key: tuple | None = None
@@ -227,6 +228,7 @@ class MoEBlock(nn.Module):
         if type(pol) is TopK and not (torch.is_grad_enabled() or self.record_stats or self.keep_logits):
             kern = self._prefill_kernel(x)
             if kern is not None:  # routing and experts in one kernel call
+                self.fused_calls += 1
                 w1, w2 = self._fused_weights
                 block = _kernels.prefill_block(flat.shape[0], self.num_experts, pol.k)
                 softmax = self.weighting == "softmax"
@@ -272,6 +274,7 @@ class MoEBlock(nn.Module):
         if not torch.is_grad_enabled():
             kern = self._prefill_kernel(x)
             if kern is not None:
+                self.fused_calls += 1
                 t = x.shape[0]
                 block = _kernels.prefill_block(t, self.num_experts, mask.sum().item() / max(1, t))
                 w = None if weights is None else weights.to(torch.float32).contiguous()
@@ -389,6 +392,7 @@ class MoEBlock(nn.Module):
         if fusable and self.use_kernels and x.is_cpu and x.dtype == torch.float32 and self._silu:
             kern = _kernels.get()
             if kern is not None and type(pol) is TopK and not (self.record_stats or self.keep_logits):
+                self.fused_calls += 1
                 step = self._topk_step
                 if step is None:
                     step = self._topk_step = kern.topk_decoder(wr, *self._fused_weights)
@@ -428,6 +432,7 @@ class MoEBlock(nn.Module):
 
     def _decode_kernel(self, kern: _kernels.MoEKernels, xv: torch.Tensor, idx: list[int], w) -> torch.Tensor:
         """The fused C decode kernel; the ctypes array of expert ids is cached per selection."""
+        self.fused_calls += 1
         key = tuple(idx)
         arr = self._kplans.get(key)
         if arr is None:
