@@ -278,7 +278,7 @@ class MoEBlock(nn.Module):
                 t = x.shape[0]
                 block = _kernels.prefill_block(t, self.num_experts, mask.sum().item() / max(1, t))
                 w = None if weights is None else weights.to(torch.float32).contiguous()
-                w1, w2 = self.w1.detach(), self.w2.detach()
+                w1, w2 = self._fused_weights  # set by _prefill_kernel's _weight_views()
                 return kern.prefill(x.contiguous(), w1, w2, mask.to(torch.bool).contiguous(), w, block)
         m = self.expert_dim
         mt = mask.t()

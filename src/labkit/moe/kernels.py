@@ -48,13 +48,13 @@ _STATE: dict = {}
 _OFF = ("0", "false", "no", "off")
 # The prefill kernel re-reads each expert's weights once per token block, through single-threaded
 # GEMMs; that pays while an expert's weights are cache-sized. Measured (bench_moe.py, 2-core Xeon):
-# SmolLM2 FFN experts (0.66-2.65 MB, 4096 tokens) 12-26 % faster than the PyTorch path at N=8
-# and 16, -5 to +15 % at N=4; LLaMA2-7B FFN experts (34-135 MB, 512 tokens) up to 48 % slower
+# SmolLM2 FFN experts (0.66-2.65 MB, 4096 tokens) 13-26 % faster than the PyTorch path at N=8
+# and 16, -6 to +13 % at N=4; LLaMA2-7B FFN experts (34-135 MB, 512 tokens) up to 48 % slower
 # at k/N >= 1/2, since every block re-streams them from DRAM. Larger experts take the PyTorch
 # path (one threaded GEMM per expert).
 PREFILL_MAX_EXPERT_BYTES = 8 << 20
 _VP, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-# Tried in order. On AVX-512 CPUs gcc defaults to 256-bit vectors; 512-bit ones measured ~2x
+# Tried in order. On AVX-512 CPUs gcc defaults to 256-bit vectors; 512-bit ones measured 1.8x
 # faster for the SiLU loop (Xeon, Ice Lake). Compilers for other architectures reject the flags.
 _FLAG_SETS = (("-march=native", "-mprefer-vector-width=512"), ("-march=native",), ())
 
@@ -222,8 +222,8 @@ def prefill_block(tokens: int, num_experts: int, mean_k: float, threads: int | N
     A task's expert GEMMs then get ~128 rows or more (k̄/N of the block), so each expert's weights
     are read once per 128+ rows; gathered rows, gate/up and outputs (at most 128 rows per GEMM)
     stay in a core's L2 cache. Measured at the SmolLM2 FFN shape (d=576, f=1536), 4096 tokens,
-    N=8 and 16, blocks of 512-1024 tokens were 5-10 % faster than 256 (which re-reads the experts'
-    weights twice as often) and 128-row GEMMs faster than 256-row ones.
+    N=8 and 16, blocks of 512-1024 tokens were 7-14 % faster than 256 (which re-reads the experts'
+    weights twice as often), and in 1024-token blocks 128-row GEMMs 9-12 % faster than 256-row ones.
     """
     threads = threads or torch.get_num_threads()
     block = max(512, int(128 * num_experts / max(mean_k, 1e-6)))
