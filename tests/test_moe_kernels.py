@@ -295,3 +295,87 @@ def test_fused_calls_count_the_kernel_path_only():
         block(x)
         block(x[:, :1])
         assert block.fused_calls == (4 if kernels.get().has_prefill else 2)
+
+
+def _packing_kernels() -> kernels.MoEKernels:
+    k = kernels.get()
+    if k is None or not k.has_pack:
+        pytest.skip("no MKL packed GEMM")
+    return k
+
+
+@needs_cc
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_packed_weights_give_the_same_prefill(nthreads, threads):
+    """MKL-packed experts: both prefill kernels agree with the reference, for GEMM chunks above,
+    at and below the rows they were packed for (a larger chunk is clamped to them)."""
+    k = _packing_kernels()
+    threads(nthreads)
+    n, d, m, t = 5, 41, 19, 211
+    w1, w2 = _experts(n, d, m, seed=5)
+    x = torch.randn(t, d)
+    mask = torch.rand(t, n) < 0.5
+    mask[:, 2] = True
+    wts = torch.rand(t, n) * mask
+    ref = _reference(x, w1, w2, mask, wts)
+    packed = k.pack(w1, w2, rows=16)
+    assert packed is not None and packed.shape == (n, d, m)
+    assert 0 < packed.resident_bytes <= 2 * (w1.numel() + w2.numel()) * 4 + (1 << 20)
+    for block, chunk in ((7, 3), (64, 16), (300, 128)):
+        y = k.prefill(x, w1, w2, mask, wts, block, chunk, packed)
+        assert _rel(y, ref) < 1e-5, (block, chunk)
+    wr = torch.randn(n, d)
+    top = k.prefill_topk(x, wr, w1, w2, 2, True, 32, 128)
+    assert _rel(k.prefill_topk(x, wr, w1, w2, 2, True, 32, 128, packed), top) < 1e-5
+    other = k.pack(*_experts(n, d, m + 1), rows=16)
+    with pytest.raises(ValueError, match="packed weights"):
+        k.prefill(x, w1, w2, mask, wts, 64, 16, other)
+    packed.free()
+    packed.free()  # idempotent
+    assert packed.handle is None
+
+
+@needs_cc
+def test_block_repacks_when_its_weights_change():
+    """The packed copy follows in-place updates (version counters) and replaced parameters; it
+    can be switched off; tensors made under inference_mode are not packed (no version counter)."""
+    k = _packing_kernels()
+    model, _ = tiny_llama("tiny-llama", seed=6)
+    moe.moefy(model, num_experts=4)
+    block = model.model.layers[0].mlp
+    torch.nn.init.normal_(block.router.weight, std=0.5)
+    block.set_policy("top2")
+    x = torch.randn(1, 50, block.hidden_size)
+
+    def pytorch_path():
+        block.use_kernels = False
+        try:
+            return block(x)
+        finally:
+            block.use_kernels = True
+
+    with torch.no_grad():
+        y = block(x)
+        first = block._pack
+        assert first is not None and _rel(y, pytorch_path()) < 1e-5
+        block(x)
+        assert block._pack is first  # unchanged weights: reused
+        block.w2.mul_(2.0)  # in place: same storage, new version
+        assert _rel(block(x), 2 * y) < 1e-5 and block._pack is not first
+        block.set_policy("topp0.8")  # the mask kernel uses it too
+        assert _rel(block(x), pytorch_path()) < 1e-5
+        block.w1.data = block.w1.data.clone() * 0.5  # replaced
+        assert _rel(block(x), pytorch_path()) < 1e-5
+        block.pack_weights = False
+        block.w1.mul_(2.0)
+        assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is None
+    assert k.has_pack
+    with torch.inference_mode():
+        model2, _ = tiny_llama("tiny-llama", seed=6)
+        moe.moefy(model2, num_experts=4)
+        b2 = model2.model.layers[0].mlp
+        b2.set_policy("top2")
+        y2 = b2(x)
+        assert b2._pack is None and b2.fused_calls == 1
+        b2.use_kernels = False
+        assert _rel(y2, b2(x)) < 1e-5

@@ -18,6 +18,7 @@
  *   there into a thread-local buffer, runs gate/up and down as single-threaded BLAS sgemm calls,
  *   and adds the results into the block's own output rows (no two threads write one row).
  * lk_moe_prefill_topk: the same with top-k routing done per block (one sgemm for the logits).
+ * lk_pack_experts: the experts' weights in MKL's packed GEMM layout, for the prefill kernels.
  */
 #include <math.h>
 #include <omp.h>
@@ -25,8 +26,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
-#define LK_ABI 3
+#define LK_ABI 4
 #define LK_MAX_EXPERTS 1024 /* lk_moe_decode_topk's stack arrays */
 
 typedef void (*lk_sgemm_fn)(const char *, const char *, const int *, const int *, const int *,
@@ -47,6 +50,91 @@ void lk_set_blas(void *sgemm, void *set_local_threads) {
 }
 
 int lk_has_blas(void) { return lk_sgemm != NULL; }
+
+/* MKL's packed-GEMM interface (cblas_sgemm_pack_get_size / _pack / _compute): an expert's weight
+ * matrix packed once into MKL's internal layout is reused by every GEMM of every call, where plain
+ * sgemm re-packs it each time (a large share of a 128-row GEMM's time at these sizes). */
+typedef size_t (*lk_pack_size_fn)(int, int, int, int);
+typedef void (*lk_pack_fn)(int, int, int, int, int, int, float, const float *, int, float *);
+typedef void (*lk_compute_fn)(int, int, int, int, int, int, const float *, int, const float *, int, float,
+                              float *, int);
+static lk_pack_size_fn lk_pack_size = NULL;
+static lk_pack_fn lk_pack = NULL;
+static lk_compute_fn lk_compute = NULL;
+enum { LK_ROW_MAJOR = 101, LK_NO_TRANS = 111, LK_PACKED = 151, LK_B_MATRIX = 162 }; /* CBLAS values */
+
+void lk_set_pack(void *get_size, void *pack, void *compute) {
+    lk_pack_size = (lk_pack_size_fn)get_size;
+    lk_pack = (lk_pack_fn)pack;
+    lk_compute = (lk_compute_fn)compute;
+}
+
+int lk_has_pack(void) { return lk_pack_size && lk_pack && lk_compute && lk_sgemm; }
+
+/* The packed weights of one block: p1[e] holds w1[e] [d, 2m] and p2[e] holds w2[e] [m, d] as the
+ * B operand of row-major GEMMs with up to `rows` rows. MKL asks for ~9 MB per matrix whatever its
+ * size but writes about the matrix's own size, so the buffers are carved from one anonymous,
+ * unreserved mapping: untouched pages cost address space, not memory (see lk_pack_resident). */
+typedef struct {
+    int64_t n_exp, d, m, rows;
+    void *map;
+    size_t map_bytes;
+    float **p1, **p2;
+} lk_packed;
+
+void lk_pack_free(void *handle) {
+    lk_packed *pk = (lk_packed *)handle;
+    if (pk == NULL) return;
+    if (pk->map) munmap(pk->map, pk->map_bytes);
+    free(pk->p1);
+    free(pk->p2);
+    free(pk);
+}
+
+void *lk_pack_experts(const float *w1, const float *w2, int64_t n_exp, int64_t d, int64_t m, int64_t rows) {
+    if (!lk_has_pack() || n_exp < 1 || d < 1 || m < 1 || rows < 1) return NULL;
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const int M = (int)rows, N2 = (int)(2 * m), Kd = (int)d, Nd = (int)d, Km = (int)m;
+    const size_t s1 = (lk_pack_size(LK_B_MATRIX, M, N2, Kd) + page - 1) / page * page;
+    const size_t s2 = (lk_pack_size(LK_B_MATRIX, M, Nd, Km) + page - 1) / page * page;
+    lk_packed *pk = (lk_packed *)calloc(1, sizeof *pk);
+    if (pk == NULL) return NULL;
+    pk->n_exp = n_exp, pk->d = d, pk->m = m, pk->rows = rows;
+    pk->p1 = (float **)calloc((size_t)n_exp, sizeof(float *));
+    pk->p2 = (float **)calloc((size_t)n_exp, sizeof(float *));
+    pk->map_bytes = (size_t)n_exp * (s1 + s2);
+    void *map = mmap(NULL, pk->map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    pk->map = map == MAP_FAILED ? NULL : map;
+    if (pk->p1 == NULL || pk->p2 == NULL || pk->map == NULL) {
+        lk_pack_free(pk);
+        return NULL;
+    }
+    const int old = lk_blas_local_threads ? lk_blas_local_threads(1) : 0;
+    for (int64_t e = 0; e < n_exp; ++e) {
+        pk->p1[e] = (float *)((char *)pk->map + (size_t)e * (s1 + s2));
+        pk->p2[e] = (float *)((char *)pk->p1[e] + s1);
+        lk_pack(LK_ROW_MAJOR, LK_B_MATRIX, LK_NO_TRANS, M, N2, Kd, 1.0f, w1 + e * d * 2 * m, N2, pk->p1[e]);
+        lk_pack(LK_ROW_MAJOR, LK_B_MATRIX, LK_NO_TRANS, M, Nd, Km, 1.0f, w2 + e * m * d, Nd, pk->p2[e]);
+    }
+    if (lk_blas_local_threads) lk_blas_local_threads(old);
+    return pk;
+}
+
+/* Bytes of the packed buffers actually in memory (mincore), or -1 when it cannot be told. */
+int64_t lk_pack_resident(const void *handle) {
+    const lk_packed *pk = (const lk_packed *)handle;
+    if (pk == NULL || pk->map == NULL) return -1;
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = (pk->map_bytes + page - 1) / page;
+    unsigned char *vec = (unsigned char *)malloc(pages);
+    if (vec == NULL) return -1;
+    int64_t resident = -1;
+    if (mincore(pk->map, pk->map_bytes, vec) == 0) {
+        resident = 0;
+        for (size_t i = 0; i < pages; ++i) resident += (vec[i] & 1) ? (int64_t)page : 0;
+    }
+    free(vec);
+    return resident;
+}
 
 /* exp(x) for float32 (Cephes expf: x = n ln2 + r, n = round(x / ln2), |r| <= ln2/2, degree-6
  * polynomial; relative error ~1e-7). Written without library calls (fminf, floorf) and with
@@ -234,8 +322,8 @@ int lk_moe_decode_topk(const float *x, const float *wr, const float *w1, const f
 /* The experts of one token block: lists[e * stride + 0..cnt[e]-1] are the block's tokens routed to
  * expert e (global token ids), lw the matching weights (NULL: 1). y's rows of the block must be
  * zeroed by the caller; xs [chunk, d], h [chunk, 2m], o [chunk, d] are scratch. */
-static void lk_block_experts(const float *x, int64_t d, const float *w1, const float *w2, int64_t n_exp,
-                             int64_t m, const int32_t *lists, const float *lw, const int32_t *cnt,
+static void lk_block_experts(const float *x, int64_t d, const float *w1, const float *w2, const lk_packed *pk,
+                             int64_t n_exp, int64_t m, const int32_t *lists, const float *lw, const int32_t *cnt,
                              int64_t stride, int64_t chunk, float *y, float *xs, float *h, float *o) {
     const int64_t m2 = 2 * m;
     const int Kd = (int)d, N2 = (int)m2, Km = (int)m, Nd = (int)d;
@@ -249,7 +337,10 @@ static void lk_block_experts(const float *x, int64_t d, const float *w1, const f
                 memcpy(xs + (int64_t)r * d, x + (int64_t)tok[r] * d, (size_t)d * sizeof(float));
             /* row-major h[c, 2m] = xs[c, d] @ w1[e][d, 2m], as column-major h^T = w1^T xs^T */
             const int M = c;
-            lk_sgemm("N", "N", &N2, &M, &Kd, &one, w1 + e * d * m2, &N2, xs, &Kd, &zero, h, &N2);
+            if (pk)
+                lk_compute(LK_ROW_MAJOR, LK_NO_TRANS, LK_PACKED, M, N2, Kd, xs, Kd, pk->p1[e], N2, 0.0f, h, N2);
+            else
+                lk_sgemm("N", "N", &N2, &M, &Kd, &one, w1 + e * d * m2, &N2, xs, &Kd, &zero, h, &N2);
             for (int r = 0; r < c; ++r) {
                 float *hr = h + (int64_t)r * m2;
                 const float sc = tw ? tw[r] : 1.0f;
@@ -257,7 +348,10 @@ static void lk_block_experts(const float *x, int64_t d, const float *w1, const f
                 for (int64_t q = 0; q < m; ++q) hr[q] = lk_silu(hr[q]) * hr[m + q] * sc;
             }
             /* o[c, d] = g[c, m] (row stride 2m) @ w2[e][m, d] */
-            lk_sgemm("N", "N", &Nd, &M, &Km, &one, w2 + e * m * d, &Nd, h, &N2, &zero, o, &Nd);
+            if (pk)
+                lk_compute(LK_ROW_MAJOR, LK_NO_TRANS, LK_PACKED, M, Nd, Km, h, N2, pk->p2[e], Nd, 0.0f, o, Nd);
+            else
+                lk_sgemm("N", "N", &Nd, &M, &Km, &one, w2 + e * m * d, &Nd, h, &N2, &zero, o, &Nd);
             for (int r = 0; r < c; ++r) {
                 float *yr = y + (int64_t)tok[r] * d;
                 const float *orow = o + (int64_t)r * d;
@@ -274,10 +368,13 @@ typedef void (*lk_route_fn)(const void *ctx, int64_t t0, int64_t t1, int32_t *li
                             int64_t stride, float *extra);
 
 static int lk_prefill_blocks(const float *x, int64_t T, int64_t d, const float *w1, const float *w2,
-                             int64_t n_exp, int64_t m, lk_route_fn route, const void *ctx, int weighted,
+                             const void *packed, int64_t n_exp, int64_t m, lk_route_fn route, const void *ctx, int weighted,
                              int64_t route_scratch, float *y, int64_t block, int64_t chunk, int nthreads) {
     if (lk_sgemm == NULL) return -1;
+    const lk_packed *pk = (const lk_packed *)packed;
+    if (pk && (pk->n_exp != n_exp || pk->d != d || pk->m != m)) return -4;
     if (chunk < 1) chunk = 1;
+    if (pk && chunk > pk->rows) chunk = pk->rows; /* GEMMs of at most the rows it was packed for */
     if (nthreads < 1) nthreads = 1;
     if (block < 1) block = 1;
     const int64_t m2 = 2 * m, nblocks = (T + block - 1) / block;
@@ -305,7 +402,7 @@ static int lk_prefill_blocks(const float *x, int64_t T, int64_t d, const float *
             memset(cnt, 0, (size_t)n_exp * sizeof(int32_t));
             route(ctx, t0, t1, lists, weighted ? lw : NULL, cnt, block, extra);
             memset(y + t0 * d, 0, (size_t)(t1 - t0) * (size_t)d * sizeof(float));
-            lk_block_experts(x, d, w1, w2, n_exp, m, lists, weighted ? lw : NULL, cnt, block, chunk, y, xs, h, o);
+            lk_block_experts(x, d, w1, w2, pk, n_exp, m, lists, weighted ? lw : NULL, cnt, block, chunk, y, xs, h, o);
         }
         if (lk_blas_local_threads) lk_blas_local_threads(old);
     }
@@ -335,13 +432,15 @@ static void lk_route_mask(const void *ctx_, int64_t t0, int64_t t1, int32_t *lis
 
 /* y[T, d] = sum_e mask[t, e] * wts[t, e] * E_e(x[t]); mask is uint8 [T, N] (a torch bool
  * tensor), wts float [T, N] or NULL (unit weights). Tokens are processed in blocks of `block`
- * rows, at most `chunk` rows per GEMM. Returns 0; -1 when no BLAS was registered; -2 when
+ * rows, at most `chunk` rows per GEMM. `packed` (NULL: plain sgemm) is lk_pack_experts(w1, w2, ...)
+ * of these same weights; GEMMs then have at most its `rows` rows. Returns 0; -1 when no BLAS was
+ * registered; -4 when `packed` is of another shape; -2 when
  * scratch memory failed. */
-int lk_moe_prefill(const float *x, int64_t T, int64_t d, const float *w1, const float *w2,
+int lk_moe_prefill(const float *x, int64_t T, int64_t d, const float *w1, const float *w2, const void *packed,
                    int64_t n_exp, int64_t m, const uint8_t *mask, const float *wts, float *y,
                    int64_t block, int64_t chunk, int nthreads) {
     const lk_mask_ctx ctx = {mask, wts, n_exp};
-    return lk_prefill_blocks(x, T, d, w1, w2, n_exp, m, lk_route_mask, &ctx, wts != NULL, 0, y, block, chunk,
+    return lk_prefill_blocks(x, T, d, w1, w2, packed, n_exp, m, lk_route_mask, &ctx, wts != NULL, 0, y, block, chunk,
                              nthreads);
 }
 
@@ -390,13 +489,13 @@ static void lk_route_topk(const void *ctx_, int64_t t0, int64_t t1, int32_t *lis
 }
 
 /* Top-k prefill, router included (wr [N, d]): as lk_moe_decode_topk for every token of x [T, d].
- * Returns 0, -1 (no BLAS), -2 (scratch memory) or -3 (k or N out of range). */
+ * Returns 0, -1 (no BLAS), -2 (scratch memory), -3 (k or N out of range) or -4 (`packed` shape). */
 int lk_moe_prefill_topk(const float *x, int64_t T, int64_t d, const float *wr, const float *w1, const float *w2,
-                        int64_t n_exp, int64_t m, int64_t k, int softmax, float *y, int64_t block, int64_t chunk,
+                        const void *packed, int64_t n_exp, int64_t m, int64_t k, int softmax, float *y, int64_t block, int64_t chunk,
                         int nthreads) {
     if (k < 1 || k > n_exp || n_exp > LK_MAX_EXPERTS) return -3;
     const lk_topk_ctx ctx = {x, wr, d, n_exp, k, softmax};
     const int64_t b = block < 1 ? 1 : block;
-    return lk_prefill_blocks(x, T, d, w1, w2, n_exp, m, lk_route_topk, &ctx, softmax, b * n_exp, y, block, chunk,
+    return lk_prefill_blocks(x, T, d, w1, w2, packed, n_exp, m, lk_route_topk, &ctx, softmax, b * n_exp, y, block, chunk,
                              nthreads);
 }

@@ -156,6 +156,8 @@ class MoEBlock(nn.Module):
         self.keep_logits = False
         self.last_logits: torch.Tensor | None = None
         self.use_kernels = True  # fused C kernels (labkit.moe.kernels) for float32 SiLU experts on CPU
+        # their prefill reads the experts from an MKL-packed copy (about the experts' memory again)
+        self.pack_weights = True
         self.fused_calls = 0  # forward calls served by those kernels (a diagnostic: which path ran)
         self.decode_impl: str | None = None  # without kernels: "bags", "runs" or None (bags on CPU)
         self._views: tuple | None = None
@@ -171,7 +173,7 @@ class MoEBlock(nn.Module):
         views, decode plans and the bound kernel step (ctypes objects); they are rebuilt on use."""
         state = self.__dict__.copy()
         state.update(_views=None, _views_key=None, _plans={}, _kplans={}, _topk_step=None)
-        state.update(_fused_weights=None, _fused_prefill=False)
+        state.update(_fused_weights=None, _fused_prefill=False, _pack=None, _pack_key=None)
         return state
 
     @property
@@ -232,8 +234,9 @@ class MoEBlock(nn.Module):
                 w1, w2 = self._fused_weights
                 block = _kernels.prefill_block(flat.shape[0], self.num_experts, pol.k)
                 softmax = self.weighting == "softmax"
-                wr = self._views[0]
-                return kern.prefill_topk(flat.contiguous(), wr, w1, w2, pol.k, softmax, block).reshape(shape)
+                wr, packed = self._views[0], self._packed(kern)
+                y = kern.prefill_topk(flat.contiguous(), wr, w1, w2, pol.k, softmax, block, packed=packed)
+                return y.reshape(shape)
         if pol.unit_weights:
             if self.record_stats:
                 self.stats.update(torch.ones(flat.shape[0], self.num_experts, dtype=torch.bool))
@@ -279,7 +282,8 @@ class MoEBlock(nn.Module):
                 block = _kernels.prefill_block(t, self.num_experts, mask.sum().item() / max(1, t))
                 w = None if weights is None else weights.to(torch.float32).contiguous()
                 w1, w2 = self._fused_weights  # set by _prefill_kernel's _weight_views()
-                return kern.prefill(x.contiguous(), w1, w2, mask.to(torch.bool).contiguous(), w, block)
+                mask = mask.to(torch.bool).contiguous()
+                return kern.prefill(x.contiguous(), w1, w2, mask, w, block, packed=self._packed(kern))
         m = self.expert_dim
         mt = mask.t()
         pairs = mt.nonzero()  # (expert, token), grouped by expert
@@ -452,6 +456,32 @@ class MoEBlock(nn.Module):
             return None
         kern = _kernels.get()
         return kern if kern is not None and kern.has_prefill else None
+
+    _pack: _kernels.PackedExperts | None = None
+    _pack_key: tuple | None = None
+
+    def _packed(self, kern: _kernels.MoEKernels) -> _kernels.PackedExperts | None:
+        """The expert weights packed for MKL's GEMMs (``kernels.MoEKernels.pack``), or None.
+
+        Rebuilt whenever the weights change, in place included: the parameters' version counters
+        (shared with their detached views) are part of the key. Not used for tensors made under
+        ``torch.inference_mode`` (they keep no version counter) or with ``pack_weights = False``.
+        """
+        w1, w2 = self._parameters["w1"], self._parameters["w2"]
+        key = None
+        if self.pack_weights and kern.has_pack:
+            try:
+                key = (w1.data_ptr(), w2.data_ptr(), w1._version, w2._version)
+            except RuntimeError:  # an inference tensor: in-place changes could not be seen
+                key = None
+        if self._pack_key != key:
+            old, self._pack = self._pack, None
+            if old is not None:
+                old.free()
+            if key is not None:
+                self._pack = kern.pack(*self._fused_weights, rows=_kernels.PREFILL_CHUNK)
+            self._pack_key = key
+        return self._pack
 
     def _act_mul(self, h: torch.Tensor) -> torch.Tensor:
         """``act(gate) ⊙ up`` of ``h = [..., 2m]`` as a new ``[..., m]`` tensor."""

@@ -38,10 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["MoEKernels", "dispatch", "get", "prefill_block"]
+__all__ = ["MoEKernels", "PackedExperts", "dispatch", "get", "prefill_block"]
 
 _SOURCE = Path(__file__).with_name("_kernels.c")
-_ABI = 3
+_ABI = 4
 MAX_TOPK_EXPERTS = 1024  # LK_MAX_EXPERTS in _kernels.c
 _LOCK = threading.Lock()
 _STATE: dict = {}
@@ -53,6 +53,7 @@ _OFF = ("0", "false", "no", "off")
 # at k/N >= 1/2, since every block re-streams them from DRAM. Larger experts take the PyTorch
 # path (one threaded GEMM per expert).
 PREFILL_MAX_EXPERT_BYTES = 8 << 20
+PREFILL_CHUNK = 128  # most rows per expert GEMM in the prefill kernels
 _VP, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 # Tried in order. On AVX-512 CPUs gcc defaults to 256-bit vectors; 512-bit ones measured 1.8x
 # faster for the SiLU loop (Xeon, Ice Lake). Compilers for other architectures reject the flags.
@@ -73,16 +74,28 @@ class MoEKernels:
         lib.lk_moe_decode.restype = _INT
         lib.lk_moe_decode_topk.argtypes = [_VP, _VP, _VP, _VP, _I64, _I64, _I64, _I64, _INT, _VP, _VP, _INT]
         lib.lk_moe_decode_topk.restype = _INT
-        lib.lk_moe_prefill.argtypes = [_VP, _I64, _I64, _VP, _VP, _I64, _I64, _VP, _VP, _VP, _I64, _I64, _INT]
+        lib.lk_moe_prefill.argtypes = [_VP, _I64, _I64, _VP, _VP, _VP, _I64, _I64, _VP, _VP, _VP, _I64, _I64]
+        lib.lk_moe_prefill.argtypes += [_INT]
         lib.lk_moe_prefill.restype = _INT
-        lib.lk_moe_prefill_topk.argtypes = [_VP, _I64, _I64, _VP, _VP, _VP, _I64, _I64, _I64, _INT, _VP, _I64]
-        lib.lk_moe_prefill_topk.argtypes += [_I64, _INT]
+        lib.lk_moe_prefill_topk.argtypes = [_VP, _I64, _I64, _VP, _VP, _VP, _VP, _I64, _I64, _I64, _INT, _VP]
+        lib.lk_moe_prefill_topk.argtypes += [_I64, _I64, _INT]
         lib.lk_moe_prefill_topk.restype = _INT
         if lib.lk_abi() != _ABI:
             raise RuntimeError(f"kernel ABI {lib.lk_abi()} != {_ABI}")
-        sgemm, local = _mkl_symbols()
-        lib.lk_set_blas(sgemm, local)
+        lib.lk_set_pack.argtypes = [_VP, _VP, _VP]
+        lib.lk_set_pack.restype = None
+        lib.lk_has_pack.restype = _INT
+        lib.lk_pack_experts.argtypes = [_VP, _VP, _I64, _I64, _I64, _I64]
+        lib.lk_pack_experts.restype = _VP
+        lib.lk_pack_free.argtypes = [_VP]
+        lib.lk_pack_free.restype = None
+        lib.lk_pack_resident.argtypes = [_VP]
+        lib.lk_pack_resident.restype = _I64
+        syms = _mkl_symbols()
+        lib.lk_set_blas(syms["sgemm_"], syms["MKL_Set_Num_Threads_Local"])
         self.has_prefill = bool(lib.lk_has_blas())
+        lib.lk_set_pack(*(syms[f"cblas_sgemm_{s}"] for s in ("pack_get_size", "pack", "compute")))
+        self.has_pack = bool(lib.lk_has_pack())
 
     def decode(
         self,
@@ -159,11 +172,12 @@ class MoEKernels:
         mask: torch.Tensor,
         weights: torch.Tensor | None,
         block: int,
-        chunk: int = 128,
+        chunk: int = PREFILL_CHUNK,
+        packed: PackedExperts | None = None,
     ) -> torch.Tensor:
         """``y[T, d]`` for tokens ``x[T, d]`` with a bool selection ``mask[T, N]`` (all contiguous,
         float32; unchecked) and optional float32 weights ``[T, N]``; ``block`` tokens per task,
-        at most ``chunk`` rows per expert GEMM."""
+        at most ``chunk`` rows per expert GEMM. ``packed``: :meth:`pack` of these ``w1, w2``."""
         t, d = x.shape
         n, m = w2.shape[0], w2.shape[1]
         y = torch.empty(t, d, dtype=torch.float32)
@@ -173,6 +187,7 @@ class MoEKernels:
             d,
             w1.data_ptr(),
             w2.data_ptr(),
+            None if packed is None else packed.handle,
             n,
             m,
             mask.data_ptr(),
@@ -194,24 +209,69 @@ class MoEKernels:
         k: int,
         softmax: bool,
         block: int,
-        chunk: int = 128,
+        chunk: int = PREFILL_CHUNK,
+        packed: PackedExperts | None = None,
     ) -> torch.Tensor:
         """Top-``k`` prefill with the routing done in the kernel (``router [N, d]``): ``y[T, d]`` for
-        ``x[T, d]`` (float32, contiguous; unchecked); unit or mean-one softmax weights."""
+        ``x[T, d]`` (float32, contiguous; unchecked); unit or mean-one softmax weights.
+        ``packed``: :meth:`pack` of these ``w1, w2``."""
         t, d = x.shape
         n, m = w2.shape[0], w2.shape[1]
         y = torch.empty(t, d, dtype=torch.float32)
         ptrs = (x.data_ptr(), t, d, router.data_ptr(), w1.data_ptr(), w2.data_ptr())
+        ptrs += (None if packed is None else packed.handle,)
         rc = self.lib.lk_moe_prefill_topk(
             *ptrs, n, m, k, int(softmax), y.data_ptr(), block, chunk, torch.get_num_threads()
         )
         _check(rc, "top-k prefill")
         return y
 
+    def pack(self, w1: torch.Tensor, w2: torch.Tensor, rows: int = PREFILL_CHUNK) -> PackedExperts | None:
+        """The experts' weights (``w1 [N, d, 2m]``, ``w2 [N, m, d]``, float32, contiguous) in MKL's
+        packed GEMM layout for :meth:`prefill` / :meth:`prefill_topk` (GEMMs of ≤ ``rows`` rows).
+
+        A copy: it costs about as much memory as the weights, is not updated when they change (the
+        caller rebuilds it) and is freed with the returned object. None when MKL's packed GEMM is
+        missing, allocation fails, or the packed copy takes more than twice the weights' memory.
+        """
+        if not self.has_pack:
+            return None
+        n, d, m = w1.shape[0], w1.shape[1], w2.shape[1]
+        handle = self.lib.lk_pack_experts(w1.data_ptr(), w2.data_ptr(), n, d, m, rows)
+        if not handle:
+            return None
+        packed = PackedExperts(self.lib, handle, (n, d, m))
+        weight_bytes = (w1.numel() + w2.numel()) * 4
+        if not 0 <= packed.resident_bytes <= 2 * weight_bytes + (1 << 20):
+            packed.free()
+            return None
+        return packed
+
+
+class PackedExperts:
+    """A block's expert weights packed by :meth:`MoEKernels.pack` (freed when this is collected)."""
+
+    def __init__(self, lib: ctypes.CDLL, handle: int, shape: tuple[int, int, int]) -> None:
+        self._lib = lib
+        self.handle: int | None = handle
+        self.shape = shape  # (N, d, m)
+        self.resident_bytes = int(lib.lk_pack_resident(handle))
+
+    def free(self) -> None:
+        """Release the packed buffers now (idempotent)."""
+        if self.handle:
+            self._lib.lk_pack_free(self.handle)
+            self.handle = None
+
+    def __del__(self) -> None:
+        self.free()
+
 
 def _check(rc: int, what: str) -> None:
     if rc == -2:
         raise MemoryError(f"labkit MoE {what} kernel: scratch allocation failed")
+    if rc == -4:
+        raise ValueError(f"labkit MoE {what} kernel: the packed weights are of other experts (shape)")
     if rc:
         raise RuntimeError(f"labkit MoE {what} kernel failed (code {rc})")
 
@@ -246,25 +306,36 @@ def dispatch(device: str | torch.device = "cpu", dtype: str | torch.dtype = "flo
     return "labkit's compiled C kernels for both prefill and decode"
 
 
-def _mkl_symbols() -> tuple[int | None, int | None]:
-    """Addresses of MKL's ``sgemm_`` and ``MKL_Set_Num_Threads_Local`` (C interface) in libtorch_cpu."""
+_MKL_NAMES = (
+    "sgemm_",
+    "MKL_Set_Num_Threads_Local",
+    "cblas_sgemm_pack_get_size",
+    "cblas_sgemm_pack",
+    "cblas_sgemm_compute",
+)
+
+
+def _mkl_symbols() -> dict[str, int | None]:
+    """Addresses of MKL's ``sgemm_``, ``MKL_Set_Num_Threads_Local`` and packed-GEMM functions (C
+    interface) in libtorch_cpu; None for each one that is missing."""
+    found: dict[str, int | None] = dict.fromkeys(_MKL_NAMES)
     if not torch.backends.mkl.is_available():
-        return None, None
+        return found
     lib_dir = Path(torch.__file__).parent / "lib"
     for name in ("libtorch_cpu.so", "libtorch_cpu.dylib"):
         path = lib_dir / name
         if path.exists():
             try:
                 lib = ctypes.CDLL(str(path))
-                sgemm = ctypes.cast(lib.sgemm_, ctypes.c_void_p).value
-            except (OSError, AttributeError):
-                return None, None
-            try:
-                local = ctypes.cast(lib.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value
-            except AttributeError:
-                local = None
-            return sgemm, local
-    return None, None
+            except OSError:
+                return found
+            for sym in _MKL_NAMES:
+                try:
+                    found[sym] = ctypes.cast(getattr(lib, sym), ctypes.c_void_p).value
+                except AttributeError:
+                    pass
+            return found
+    return found
 
 
 def _compiler() -> str | None:
@@ -335,11 +406,14 @@ def _self_test(k: MoEKernels) -> None:
     got = k.decode(x[0].contiguous(), w1, w2, arr, len(ids), wts[0, ids].contiguous()).numpy()
     if np.abs(got - ref[0]).max() > 1e-4 * scale:
         raise RuntimeError("decode kernel self-test mismatch")
+    packed = k.pack(w1, w2, rows=4) if k.has_prefill else None
     if k.has_prefill:
-        for block, chunk in ((1, 1), (7, 3), (64, 128)):
-            got = k.prefill(x, w1, w2, mask, wts, block, chunk).numpy()
+        cases = ((1, 1, None), (7, 3, None), (64, 128, None), (7, 3, packed), (64, 128, packed))
+        for block, chunk, pk in cases:
+            got = k.prefill(x, w1, w2, mask, wts, block, chunk, pk).numpy()
             if np.abs(got - ref).max() > 1e-4 * scale:
-                raise RuntimeError(f"prefill kernel self-test mismatch (block {block})")
+                what = f"block {block}, chunk {chunk}, packed {pk is not None}"
+                raise RuntimeError(f"prefill kernel self-test mismatch ({what})")
     # top-2 routing inside the kernels: logits from a router with well-separated rows
     wr = torch.from_numpy(rng.standard_normal((n, d), dtype=np.float32))
     logits = x.double().numpy() @ wr.double().numpy().T
@@ -354,9 +428,12 @@ def _self_test(k: MoEKernels) -> None:
     if np.abs(got - ref2[0]).max() > 1e-4 * scale2:
         raise RuntimeError("top-k decode kernel self-test mismatch")
     if k.has_prefill:
-        got = k.prefill_topk(x, wr, w1, w2, 2, True, 7, 3).numpy()
-        if np.abs(got - ref2).max() > 1e-4 * scale2:
-            raise RuntimeError("top-k prefill kernel self-test mismatch")
+        for pk in (None, packed):
+            got = k.prefill_topk(x, wr, w1, w2, 2, True, 7, 3, pk).numpy()
+            if np.abs(got - ref2).max() > 1e-4 * scale2:
+                raise RuntimeError(f"top-k prefill kernel self-test mismatch (packed {pk is not None})")
+    if packed is not None:
+        packed.free()
 
 
 def get() -> MoEKernels | None:
