@@ -379,3 +379,28 @@ def test_block_repacks_when_its_weights_change():
         assert b2._pack is None and b2.fused_calls == 1
         b2.use_kernels = False
         assert _rel(y2, b2(x)) < 1e-5
+
+
+@needs_cc
+@pytest.mark.parametrize("n", [5, 16, 64, 70])
+def test_prefill_topk_selects_like_the_policy_with_exact_ties(n):
+    """Top-k inside the prefill kernel (by rank up to 64 experts, by k passes above) picks what
+    TopK.select_one picks, ties to the lower id; integer logits make ties exact in any order."""
+    from labkit.moe.policies import TopK
+
+    k = kernels.get()
+    if k is None or not k.has_prefill:
+        pytest.skip("no prefill kernel (needs MKL)")
+    d, m, t = 24, 3, 90
+    g = torch.Generator().manual_seed(n)
+    w1, w2 = _experts(n, d, m, seed=n)
+    wr = torch.randint(-2, 3, (n, d), generator=g).float()
+    x = torch.randint(-1, 2, (t, d), generator=g).float()
+    logits = x @ wr.t()
+    for top in sorted({1, 3, n // 2, n}):
+        mask = torch.zeros(t, n, dtype=torch.bool)
+        for i in range(t):
+            mask[i, TopK(top).select_one(logits[i])] = True
+        ref = _reference(x, w1, w2, mask, None)
+        y = k.prefill_topk(x, wr, w1, w2, top, False, 32)
+        assert _rel(y, ref) < 1e-5, top

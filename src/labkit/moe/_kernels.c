@@ -17,7 +17,7 @@
  *   cut into blocks; a thread owns a block: for each expert it gathers the block's tokens routed
  *   there into a thread-local buffer, runs gate/up and down as single-threaded BLAS sgemm calls,
  *   and adds the results into the block's own output rows (no two threads write one row).
- * lk_moe_prefill_topk: the same with top-k routing done per block (one sgemm for the logits).
+ * lk_moe_prefill_topk: the same with top-k routing done per block (router logits by register tiles).
  * lk_pack_experts: the experts' weights in MKL's packed GEMM layout, for the prefill kernels.
  */
 #include <math.h>
@@ -319,9 +319,26 @@ int lk_moe_decode_topk(const float *x, const float *wr, const float *w1, const f
     return lk_decode_experts(x, w1, w2, d, m, idx, k, softmax ? wts : NULL, y, nthreads);
 }
 
+/* Copies `n` floats of row `src` to `dst` (add: dst += src), after prefetching row `next` (may be
+ * NULL): gathered and scattered rows are scattered in memory, so the next row's cache misses
+ * overlap this row's copy instead of following it. */
+static inline void lk_row_copy(float *restrict dst, const float *restrict src, const float *next, int64_t n,
+                               int add) {
+    if (next)
+        for (int64_t q = 0; q < n; q += 16) __builtin_prefetch(next + q, 0, 3);
+    if (add) {
+#pragma omp simd
+        for (int64_t q = 0; q < n; ++q) dst[q] += src[q];
+    } else {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+    }
+}
+
 /* The experts of one token block: lists[e * stride + 0..cnt[e]-1] are the block's tokens routed to
- * expert e (global token ids), lw the matching weights (NULL: 1). y's rows of the block must be
- * zeroed by the caller; xs [chunk, d], h [chunk, 2m], o [chunk, d] are scratch. */
+ * expert e (global token ids; ~t marks the first expert that writes token t, in expert order:
+ * its output is stored, later ones are added), lw the matching weights (NULL: 1). Rows of y that
+ * no expert writes must be zeroed by the caller; xs [chunk, d], h [chunk, 2m], o [chunk, d] are
+ * scratch. */
 static void lk_block_experts(const float *x, int64_t d, const float *w1, const float *w2, const lk_packed *pk,
                              int64_t n_exp, int64_t m, const int32_t *lists, const float *lw, const int32_t *cnt,
                              int64_t stride, int64_t chunk, float *y, float *xs, float *h, float *o) {
@@ -333,8 +350,11 @@ static void lk_block_experts(const float *x, int64_t d, const float *w1, const f
             const int c = (cnt[e] - c0 < chunk) ? cnt[e] - c0 : (int)chunk;
             const int32_t *tok = lists + e * stride + c0;
             const float *tw = lw ? lw + e * stride + c0 : NULL;
-            for (int r = 0; r < c; ++r)
-                memcpy(xs + (int64_t)r * d, x + (int64_t)tok[r] * d, (size_t)d * sizeof(float));
+            for (int r = 0; r < c; ++r) {
+                const int32_t t = tok[r] < 0 ? ~tok[r] : tok[r];
+                const int32_t tn = r + 1 < c ? (tok[r + 1] < 0 ? ~tok[r + 1] : tok[r + 1]) : -1;
+                lk_row_copy(xs + (int64_t)r * d, x + (int64_t)t * d, tn < 0 ? NULL : x + (int64_t)tn * d, d, 0);
+            }
             /* row-major h[c, 2m] = xs[c, d] @ w1[e][d, 2m], as column-major h^T = w1^T xs^T */
             const int M = c;
             if (pk)
@@ -353,10 +373,10 @@ static void lk_block_experts(const float *x, int64_t d, const float *w1, const f
             else
                 lk_sgemm("N", "N", &Nd, &M, &Km, &one, w2 + e * m * d, &Nd, h, &N2, &zero, o, &Nd);
             for (int r = 0; r < c; ++r) {
-                float *yr = y + (int64_t)tok[r] * d;
-                const float *orow = o + (int64_t)r * d;
-#pragma omp simd
-                for (int64_t q = 0; q < d; ++q) yr[q] += orow[q];
+                const int32_t t = tok[r] < 0 ? ~tok[r] : tok[r];
+                const int32_t tn = r + 1 < c ? (tok[r + 1] < 0 ? ~tok[r + 1] : tok[r + 1]) : -1;
+                lk_row_copy(y + (int64_t)t * d, o + (int64_t)r * d, tn < 0 ? NULL : y + (int64_t)tn * d, d,
+                            tok[r] >= 0);
             }
         }
     }
@@ -384,8 +404,8 @@ static int lk_prefill_blocks(const float *x, int64_t T, int64_t d, const float *
     {
         const int old = lk_blas_local_threads ? lk_blas_local_threads(1) : 0;
         /* per thread: gathered rows [rows, d], h [rows, 2m], out [rows, d], token lists and
-         * weights [N, block], counters [N], the router's scratch */
-        float *ws = lk_scratch(rows * (2 * d + m2) + 2 * n_exp * block + n_exp + route_scratch);
+         * weights [N, block], counters [N], the router's scratch, a flag per token of the block */
+        float *ws = lk_scratch(rows * (2 * d + m2) + 2 * n_exp * block + n_exp + route_scratch + (block + 3) / 4);
         if (ws == NULL) {
 #pragma omp atomic write
             failed = 1;
@@ -401,7 +421,20 @@ static int lk_prefill_blocks(const float *x, int64_t T, int64_t d, const float *
             const int64_t t0 = bi * block, t1 = (t0 + block < T) ? t0 + block : T;
             memset(cnt, 0, (size_t)n_exp * sizeof(int32_t));
             route(ctx, t0, t1, lists, weighted ? lw : NULL, cnt, block, extra);
-            memset(y + t0 * d, 0, (size_t)(t1 - t0) * (size_t)d * sizeof(float));
+            /* mark each token's first expert (it stores instead of adding: no zeroing pass over y);
+             * zero the rows of tokens without any expert */
+            uint8_t *hit = (uint8_t *)(extra + route_scratch);
+            memset(hit, 0, (size_t)(t1 - t0));
+            for (int64_t e = 0; e < n_exp; ++e)
+                for (int32_t r = 0; r < cnt[e]; ++r) {
+                    int32_t *tok = lists + e * block + r;
+                    if (!hit[*tok - t0]) {
+                        hit[*tok - t0] = 1;
+                        *tok = ~*tok;
+                    }
+                }
+            for (int64_t t = t0; t < t1; ++t)
+                if (!hit[t - t0]) memset(y + t * d, 0, (size_t)d * sizeof(float));
             lk_block_experts(x, d, w1, w2, pk, n_exp, m, lists, weighted ? lw : NULL, cnt, block, chunk, y, xs, h, o);
         }
         if (lk_blas_local_threads) lk_blas_local_threads(old);
@@ -422,11 +455,11 @@ static void lk_route_mask(const void *ctx_, int64_t t0, int64_t t1, int32_t *lis
     const int64_t n_exp = ctx->n_exp;
     for (int64_t t = t0; t < t1; ++t) {
         const uint8_t *row = ctx->mask + t * n_exp;
-        for (int64_t e = 0; e < n_exp; ++e)
-            if (row[e]) {
-                if (lw) lw[e * stride + cnt[e]] = ctx->wts[t * n_exp + e];
-                lists[e * stride + cnt[e]++] = (int32_t)t;
-            }
+        for (int64_t e = 0; e < n_exp; ++e) { /* written always, kept when selected: no branch */
+            if (lw) lw[e * stride + cnt[e]] = ctx->wts[t * n_exp + e];
+            lists[e * stride + cnt[e]] = (int32_t)t;
+            cnt[e] += row[e] != 0;
+        }
     }
 }
 
@@ -445,31 +478,76 @@ int lk_moe_prefill(const float *x, int64_t T, int64_t d, const float *w1, const 
 }
 
 typedef struct {
-    const float *x, *wr;
-    int64_t d, n_exp, k;
+    const float *x, *wrt; /* wrt: the router transposed, [d, n16], columns >= N zero */
+    int64_t d, n_exp, n16, k;
     int softmax;
 } lk_topk_ctx;
 
-/* Router logits of the block by one sgemm (L[B, N] = x[B, d] wr^T), then the k largest per token
- * (ties to the lower id), in expert order, with unit or renormalised-softmax weights. */
+/* Router logits out[t, 0..n16) = x[t] wrt for t < B (x [B, d], wrt [d, n16], n16 a multiple of 16):
+ * tiles of 8 tokens x 16 experts kept in registers. A BLAS GEMM with so few output columns ran at
+ * 10-36 GFLOP/s here (2 ms of a 4096-token N=16 prefill); this loop is bound by its FMAs. */
+static void lk_logits(const float *x, int64_t B, int64_t d, const float *wrt, int64_t n16, float *out) {
+    enum { LT = 8 };
+    for (int64_t t0 = 0; t0 < B; t0 += LT) {
+        const int64_t nt = B - t0 < LT ? B - t0 : LT;
+        const float *xt = x + t0 * d;
+        for (int64_t e0 = 0; e0 < n16; e0 += 16) {
+            float acc[LT][16];
+            memset(acc, 0, sizeof acc);
+            if (nt == LT) {
+                for (int64_t i = 0; i < d; ++i) {
+                    const float *w = wrt + i * n16 + e0;
+                    for (int j = 0; j < LT; ++j) {
+                        const float a = xt[j * d + i];
+#pragma omp simd
+                        for (int l = 0; l < 16; ++l) acc[j][l] += a * w[l];
+                    }
+                }
+            } else {
+                for (int64_t i = 0; i < d; ++i) {
+                    const float *w = wrt + i * n16 + e0;
+                    for (int64_t j = 0; j < nt; ++j) {
+                        const float a = xt[j * d + i];
+#pragma omp simd
+                        for (int l = 0; l < 16; ++l) acc[j][l] += a * w[l];
+                    }
+                }
+            }
+            for (int64_t j = 0; j < nt; ++j) memcpy(out + (t0 + j) * n16 + e0, acc[j], sizeof acc[j]);
+        }
+    }
+}
+
+/* Router logits of the block (lk_logits), then the k largest per token (ties to the lower id), in
+ * expert order, with unit or renormalised-softmax weights. */
 static void lk_route_topk(const void *ctx_, int64_t t0, int64_t t1, int32_t *lists, float *lw, int32_t *cnt,
                           int64_t stride, float *logits) {
     const lk_topk_ctx *ctx = (const lk_topk_ctx *)ctx_;
-    const int64_t n_exp = ctx->n_exp, k = ctx->k, d = ctx->d;
-    const int B = (int)(t1 - t0), Ne = (int)n_exp, Kd = (int)d;
-    const float one = 1.0f, zero = 0.0f;
-    lk_sgemm("T", "N", &Ne, &B, &Kd, &one, ctx->wr, &Kd, ctx->x + t0 * d, &Kd, &zero, logits, &Ne);
+    const int64_t n_exp = ctx->n_exp, k = ctx->k, d = ctx->d, n16 = ctx->n16;
+    lk_logits(ctx->x + t0 * d, t1 - t0, d, ctx->wrt, n16, logits);
     unsigned char taken[LK_MAX_EXPERTS];
     float w[LK_MAX_EXPERTS];
     for (int64_t t = t0; t < t1; ++t) {
-        const float *lg = logits + (t - t0) * n_exp;
-        memset(taken, 0, (size_t)n_exp);
-        for (int64_t j = 0; j < k; ++j) {
-            int64_t best = -1;
-            for (int64_t e = 0; e < n_exp; ++e)
-                if (!taken[e] && (best < 0 || lg[e] > lg[best])) best = e;
-            if (best < 0) break;
-            taken[best] = 1;
+        const float *lg = logits + (t - t0) * n16;
+        int64_t chosen = 0;
+        if (n_exp <= 64) { /* by rank, without branches: e's rank counts the experts ahead of it */
+            for (int64_t e = 0; e < n_exp; ++e) {
+                const float v = lg[e];
+                int rank = 0;
+#pragma omp simd reduction(+ : rank)
+                for (int64_t f = 0; f < n_exp; ++f) rank += (lg[f] > v) | ((lg[f] == v) & (f < e));
+                chosen += (taken[e] = rank < k);
+            }
+        }
+        if (chosen != k) { /* many experts, or NaN logits (no total order): k passes */
+            memset(taken, 0, (size_t)n_exp);
+            for (int64_t j = 0; j < k; ++j) {
+                int64_t best = -1;
+                for (int64_t e = 0; e < n_exp; ++e)
+                    if (!taken[e] && (best < 0 || lg[e] > lg[best])) best = e;
+                if (best < 0) break;
+                taken[best] = 1;
+            }
         }
         if (ctx->softmax) {
             float top = -INFINITY, sum = 0.0f;
@@ -480,11 +558,11 @@ static void lk_route_topk(const void *ctx_, int64_t t0, int64_t t1, int32_t *lis
             for (int64_t e = 0; e < n_exp; ++e)
                 if (taken[e]) w[e] *= (float)k / sum;
         }
-        for (int64_t e = 0; e < n_exp; ++e)
-            if (taken[e]) {
-                if (lw) lw[e * stride + cnt[e]] = w[e];
-                lists[e * stride + cnt[e]++] = (int32_t)t;
-            }
+        for (int64_t e = 0; e < n_exp; ++e) { /* written always, kept when taken: no branch */
+            if (lw) lw[e * stride + cnt[e]] = w[e];
+            lists[e * stride + cnt[e]] = (int32_t)t;
+            cnt[e] += taken[e];
+        }
     }
 }
 
@@ -494,8 +572,15 @@ int lk_moe_prefill_topk(const float *x, int64_t T, int64_t d, const float *wr, c
                         const void *packed, int64_t n_exp, int64_t m, int64_t k, int softmax, float *y, int64_t block, int64_t chunk,
                         int nthreads) {
     if (k < 1 || k > n_exp || n_exp > LK_MAX_EXPERTS) return -3;
-    const lk_topk_ctx ctx = {x, wr, d, n_exp, k, softmax};
+    const int64_t n16 = (n_exp + 15) / 16 * 16;
+    float *wrt = (float *)calloc((size_t)(d * n16), sizeof(float));
+    if (wrt == NULL) return -2;
+    for (int64_t e = 0; e < n_exp; ++e)
+        for (int64_t i = 0; i < d; ++i) wrt[i * n16 + e] = wr[e * d + i];
+    const lk_topk_ctx ctx = {x, wrt, d, n_exp, n16, k, softmax};
     const int64_t b = block < 1 ? 1 : block;
-    return lk_prefill_blocks(x, T, d, w1, w2, packed, n_exp, m, lk_route_topk, &ctx, softmax, b * n_exp, y, block, chunk,
-                             nthreads);
+    const int rc = lk_prefill_blocks(x, T, d, w1, w2, packed, n_exp, m, lk_route_topk, &ctx, softmax, b * n16, y,
+                                     block, chunk, nthreads);
+    free(wrt);
+    return rc;
 }
