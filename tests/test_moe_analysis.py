@@ -61,6 +61,36 @@ def test_latency_reports_positive_times():
     assert lat["prefill_s"] > 0 and lat["decode_s_per_token"] > 0
 
 
+def test_latency_side_by_side_interleaves_the_models():
+    """Each repeat times every model's prefill, then every model's decode (round-robin), after
+    one warm-up of each; the same token ids go to every model."""
+    models = {}
+    for name in ("dense", "moe"):
+        models[name], _ = tiny_llama("tiny-llama")
+    moe.moefy(models["moe"], num_experts=4)
+    calls: list[tuple[str, str, int]] = []
+    for name, model in models.items():
+
+        def hook(mod, args, kwargs, name=name):
+            ids = kwargs["input_ids"]
+            kind = "prefill" if not kwargs.get("use_cache") else ("prompt" if ids.shape[1] > 1 else "step")
+            calls.append((name, kind, int(ids.sum())))
+
+        model.register_forward_pre_hook(hook, with_kwargs=True)
+    lat = evaluate.latency_side_by_side(models, prefill_tokens=40, decode_tokens=2, repeats=2)
+    assert set(lat) == {"dense", "moe"}
+    assert all(v["prefill_s"] > 0 and v["decode_s_per_token"] > 0 for v in lat.values())
+    prefills = [(n, ids) for n, kind, ids in calls if kind == "prefill"]
+    prompts = [n for n, kind, _ in calls if kind == "prompt"]
+    assert [n for n, _ in prefills] == ["dense", "moe"] * 3  # warm-up, then 2 repeats
+    assert prompts == ["dense", "moe"] * 3
+    assert len({ids for _, ids in prefills}) == 1  # the same tokens for both
+    with pytest.raises(ValueError, match="at least one"):
+        evaluate.latency_side_by_side({})
+    with pytest.raises(ValueError, match="repeats"):
+        evaluate.latency_side_by_side(models, repeats=0)
+
+
 def test_expert_concentration_is_zero_with_all_experts_and_decreasing():
     model, tok = tiny_llama("tiny-llama")
     ids = data.token_blocks(tok, "train", 128, 64)

@@ -64,7 +64,8 @@ def compare_dense_moe(profile: Profile | str | None = None, *, progress: bool = 
 
     Measures, on the held-out ``test`` split: perplexity, multiple-choice continuation accuracy,
     activated parameters (routing statistics recorded on the perplexity tokens) and prefill/decode
-    latency of both models side by side; ``fused_calls`` counts the MoE blocks' calls served by
+    latency of both models, interleaved (:func:`~labkit.moe.evaluate.latency_side_by_side`);
+    ``fused_calls`` counts the MoE blocks' calls served by
     the C kernels (:mod:`labkit.moe.kernels`) during the latency measurement.
     """
     from . import data, evaluate
@@ -89,10 +90,10 @@ def compare_dense_moe(profile: Profile | str | None = None, *, progress: bool = 
     record_routing(moe_model, False)
     out["acc_dense"] = evaluate.mc_accuracy(dense, items)
     out["acc_moe"] = evaluate.mc_accuracy(moe_model, items)
-    lat_d = evaluate.latency(dense, prefill_tokens=s.latency_tokens)
     blocks = [m for m in moe_model.modules() if isinstance(m, MoEBlock)]
     fused_before = sum(b.fused_calls for b in blocks)
-    lat_m = evaluate.latency(moe_model, prefill_tokens=s.latency_tokens)
+    lat = evaluate.latency_side_by_side({"dense": dense, "moe": moe_model}, prefill_tokens=s.latency_tokens)
+    lat_d, lat_m = lat["dense"], lat["moe"]
     out["fused_calls"] = sum(b.fused_calls for b in blocks) - fused_before  # C-kernel calls while timing
     out.update(
         {

@@ -82,19 +82,8 @@ def _sync(dev: torch.device) -> None:
 
 
 @torch.no_grad()
-def latency(
-    model: torch.nn.Module,
-    *,
-    prefill_tokens: int = 256,
-    decode_tokens: int = 16,
-    repeats: int = 3,
-    vocab: int | None = None,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Median prefill time (s for ``prefill_tokens``) and decode time per token (s) with a KV cache.
-
-    Decode: after a 32-token prompt, ``decode_tokens`` greedy single-token steps reuse the cache.
-    """
+def _timers(model: torch.nn.Module, prefill_tokens: int, decode_tokens: int, vocab: int | None, seed: int):
+    """``(prefill, decode)``: functions timing one prefill (s) and one decode step (s per token)."""
     dev = _device(model)
     vocab = vocab or model.config.vocab_size
     gen = torch.Generator().manual_seed(seed)
@@ -125,9 +114,63 @@ def latency(
         _sync(dev)
         return (time.perf_counter() - t) / decode_tokens
 
-    prefill()
-    decode()
-    return {
-        "prefill_s": statistics.median(prefill() for _ in range(repeats)),
-        "decode_s_per_token": statistics.median(decode() for _ in range(repeats)),
+    return prefill, decode
+
+
+def latency(
+    model: torch.nn.Module,
+    *,
+    prefill_tokens: int = 256,
+    decode_tokens: int = 16,
+    repeats: int = 3,
+    vocab: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Median prefill time (s for ``prefill_tokens``) and decode time per token (s) with a KV cache.
+
+    Decode: after a 32-token prompt, ``decode_tokens`` greedy single-token steps reuse the cache.
+    To compare models, use :func:`latency_side_by_side` (interleaved, so drifts in machine speed
+    hit every model alike).
+    """
+    return latency_side_by_side(
+        {"model": model},
+        prefill_tokens=prefill_tokens,
+        decode_tokens=decode_tokens,
+        repeats=repeats,
+        vocab=vocab,
+        seed=seed,
+    )["model"]
+
+
+def latency_side_by_side(
+    models: dict[str, torch.nn.Module],
+    *,
+    prefill_tokens: int = 256,
+    decode_tokens: int = 16,
+    repeats: int = 5,
+    vocab: int | None = None,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """:func:`latency` of several models measured round-robin: each repeat times every model's
+    prefill, then every model's decode, so a slow phase of a shared or throttled machine falls on
+    all of them. Same token ids for every model (``vocab``: the first model's unless given).
+    Returns ``{name: {"prefill_s", "decode_s_per_token"}}``, medians over ``repeats``.
+    """
+    if not models:
+        raise ValueError("latency_side_by_side needs at least one model")
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be >= 1")
+    vocab = vocab or next(iter(models.values())).config.vocab_size
+    timers = {name: _timers(m, prefill_tokens, decode_tokens, vocab, seed) for name, m in models.items()}
+    for prefill, decode in timers.values():  # warm-up: kernels built, caches and plans filled
+        prefill()
+        decode()
+    samples: dict[str, dict[str, list[float]]] = {
+        n: {"prefill_s": [], "decode_s_per_token": []} for n in models
     }
+    for _ in range(repeats):
+        for name, (prefill, _decode) in timers.items():
+            samples[name]["prefill_s"].append(prefill())
+        for name, (_prefill, decode) in timers.items():
+            samples[name]["decode_s_per_token"].append(decode())
+    return {n: {k: statistics.median(v) for k, v in per.items()} for n, per in samples.items()}
