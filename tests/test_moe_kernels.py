@@ -240,6 +240,9 @@ def test_dispatch_names_the_code_that_runs(monkeypatch):
     monkeypatch.delenv("LABKIT_MOE_KERNELS")
     if kernels.get() is not None and kernels.get().has_prefill:
         assert kernels.dispatch() == "labkit's compiled C kernels for both prefill and decode"
+        limit = kernels.PREFILL_MAX_EXPERT_BYTES
+        assert kernels.dispatch(expert_bytes=limit) == kernels.dispatch()
+        assert "PyTorch prefill (experts above 8 MB)" in kernels.dispatch(expert_bytes=limit + 1)
 
 
 def test_block_pickles_and_copies_after_using_the_kernels():

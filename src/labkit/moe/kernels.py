@@ -10,7 +10,11 @@ into a large buffer and scattering results back. The C kernels do each in one ca
 * :meth:`MoEKernels.prefill`: tokens in blocks, one block per thread at a time, experts as
   single-threaded BLAS GEMMs on the block's gathered rows (MKL's ``sgemm_``, which PyTorch's x86
   builds export), results added into the block's own output rows; :meth:`MoEKernels.prefill_topk`
-  routes each block in the kernel.
+  routes each block in the kernel;
+* :meth:`MoEKernels.pack`: the experts' weights in MKL's packed GEMM layout
+  (``cblas_sgemm_pack``), so that the prefill GEMMs (``cblas_sgemm_compute``) do not re-pack
+  them on every call; measured 1.00-1.26x faster prefill (paired A/B, 4096 tokens, SmolLM2
+  FFN shape) for a copy about the experts' size.
 
 The library is built with the system C compiler (``$CC``, else ``cc``) with ``-O3 -march=native
 -fopenmp`` (512-bit vectors where accepted) into ``$LABKIT_CACHE/kernels/<key>/`` (key: source,
@@ -290,8 +294,12 @@ def prefill_block(tokens: int, num_experts: int, mean_k: float, threads: int | N
     return max(16, min(block, -(-tokens // max(1, threads))))
 
 
-def dispatch(device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32") -> str:
-    """In words, which code runs a no-gradient MoE block (SiLU experts) on ``device`` in ``dtype``."""
+def dispatch(
+    device: str | torch.device = "cpu", dtype: str | torch.dtype = "float32", expert_bytes: int | None = None
+) -> str:
+    """In words, which code runs a no-gradient MoE block (SiLU experts) on ``device`` in ``dtype``;
+    ``expert_bytes`` (one expert's float32 weights, ``3·d·m·4``) tells whether the prefill kernel
+    takes them (at most ``PREFILL_MAX_EXPERT_BYTES``); None: assume it does."""
     dev = torch.device(device)
     dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if dev.type != "cpu":
@@ -303,6 +311,9 @@ def dispatch(device: str | torch.device = "cpu", dtype: str | torch.dtype = "flo
         return "the pure-PyTorch paths (C kernels unavailable or switched off)"
     if not kern.has_prefill:
         return "labkit's C decode kernel and the PyTorch prefill (no MKL GEMM for the prefill kernel)"
+    if expert_bytes is not None and expert_bytes > PREFILL_MAX_EXPERT_BYTES:
+        mb = PREFILL_MAX_EXPERT_BYTES / 2**20
+        return f"labkit's C decode kernel and the PyTorch prefill (experts above {mb:.0f} MB)"
     return "labkit's compiled C kernels for both prefill and decode"
 
 
