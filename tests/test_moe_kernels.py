@@ -369,6 +369,9 @@ def test_block_repacks_when_its_weights_change():
         assert _rel(block(x), pytorch_path()) < 1e-5
         block.w1.data = block.w1.data.clone() * 0.5  # replaced
         assert _rel(block(x), pytorch_path()) < 1e-5
+        version = block.w2._version
+        block.w2.data.mul_(3.0)  # through .data: no version bump, seen by the sampled weights
+        assert block.w2._version == version and _rel(block(x), pytorch_path()) < 1e-5
         block.pack_weights = False
         block.w1.mul_(2.0)
         assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is None

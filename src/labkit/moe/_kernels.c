@@ -75,12 +75,31 @@ int lk_has_pack(void) { return lk_pack_size && lk_pack && lk_compute && lk_sgemm
  * B operand of row-major GEMMs with up to `rows` rows. MKL asks for ~9 MB per matrix whatever its
  * size but writes about the matrix's own size, so the buffers are carved from one anonymous,
  * unreserved mapping: untouched pages cost address space, not memory (see lk_pack_resident). */
+#define LK_PROBES 128 /* weights sampled per matrix at pack time (lk_pack_check) */
+
 typedef struct {
     int64_t n_exp, d, m, rows;
     void *map;
     size_t map_bytes;
     float **p1, **p2;
+    uint32_t probe[2][LK_PROBES]; /* bit patterns of evenly spaced elements of w1 and w2 */
 } lk_packed;
+
+static void lk_probe(const float *w1, const float *w2, int64_t n1, int64_t n2, uint32_t out[2][LK_PROBES]) {
+    for (int i = 0; i < LK_PROBES; ++i) {
+        memcpy(&out[0][i], w1 + (n1 - 1) * i / (LK_PROBES - 1), sizeof(uint32_t));
+        memcpy(&out[1][i], w2 + (n2 - 1) * i / (LK_PROBES - 1), sizeof(uint32_t));
+    }
+}
+
+/* 1 when the sampled elements of w1, w2 still equal those packed (bitwise), else 0: catches edits
+ * that bypass PyTorch's version counters (`param.data.mul_(...)`) unless they touch few weights. */
+int lk_pack_check(const void *handle, const float *w1, const float *w2) {
+    const lk_packed *pk = (const lk_packed *)handle;
+    uint32_t now[2][LK_PROBES];
+    lk_probe(w1, w2, pk->n_exp * pk->d * 2 * pk->m, pk->n_exp * pk->m * pk->d, now);
+    return memcmp(now, pk->probe, sizeof now) == 0;
+}
 
 void lk_pack_free(void *handle) {
     lk_packed *pk = (lk_packed *)handle;
@@ -117,6 +136,7 @@ void *lk_pack_experts(const float *w1, const float *w2, int64_t n_exp, int64_t d
         lk_pack(LK_ROW_MAJOR, LK_B_MATRIX, LK_NO_TRANS, M, Nd, Km, 1.0f, w2 + e * m * d, Nd, pk->p2[e]);
     }
     if (lk_blas_local_threads) lk_blas_local_threads(old);
+    lk_probe(w1, w2, n_exp * d * 2 * m, n_exp * m * d, pk->probe);
     return pk;
 }
 
@@ -563,7 +583,7 @@ static void lk_route_topk(const void *ctx_, int64_t t0, int64_t t1, int32_t *lis
                 if (taken[e]) w[e] *= (float)k / sum;
         }
         for (int64_t e = 0; e < n_exp; ++e) { /* written always, kept when taken: no branch */
-            if (lw) lw[e * stride + cnt[e]] = w[e];
+            if (lw) lw[e * stride + cnt[e]] = taken[e] ? w[e] : 0.0f;
             lists[e * stride + cnt[e]] = (int32_t)t;
             cnt[e] += taken[e];
         }

@@ -464,8 +464,11 @@ class MoEBlock(nn.Module):
         """The expert weights packed for MKL's GEMMs (``kernels.MoEKernels.pack``), or None.
 
         Rebuilt whenever the weights change, in place included: the parameters' version counters
-        (shared with their detached views) are part of the key. Not used for tensors made under
-        ``torch.inference_mode`` (they keep no version counter) or with ``pack_weights = False``.
+        (shared with their detached views) are part of the key, and 256 sampled weights are
+        compared on every call for edits that bypass them (``block.w1.data.mul_(...)``; an edit
+        of a few weights through ``.data`` is not seen: set ``pack_weights = False`` around such
+        edits, or replace the parameter). Not used for tensors made under ``torch.inference_mode``
+        (they keep no version counter) or with ``pack_weights = False``.
         """
         w1, w2 = self._parameters["w1"], self._parameters["w2"]
         key = None
@@ -474,7 +477,7 @@ class MoEBlock(nn.Module):
                 key = (w1.data_ptr(), w2.data_ptr(), w1._version, w2._version)
             except RuntimeError:  # an inference tensor: in-place changes could not be seen
                 key = None
-        if self._pack_key != key:
+        if self._pack_key != key or (self._pack is not None and not self._pack.matches(*self._fused_weights)):
             old, self._pack = self._pack, None
             if old is not None:
                 old.free()
@@ -482,6 +485,13 @@ class MoEBlock(nn.Module):
                 self._pack = kern.pack(*self._fused_weights, rows=_kernels.PREFILL_CHUNK)
             self._pack_key = key
         return self._pack
+
+    def release_kernel_caches(self) -> None:
+        """Free the packed copy of the expert weights (rebuilt on the next CPU prefill); e.g. when
+        many blocks are evaluated once each, as in layer-wise distillation."""
+        old, self._pack, self._pack_key = self._pack, None, None
+        if old is not None:
+            old.free()
 
     def _act_mul(self, h: torch.Tensor) -> torch.Tensor:
         """``act(gate) ⊙ up`` of ``h = [..., 2m]`` as a new ``[..., m]`` tensor."""

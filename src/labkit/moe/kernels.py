@@ -95,6 +95,8 @@ class MoEKernels:
         lib.lk_pack_free.restype = None
         lib.lk_pack_resident.argtypes = [_VP]
         lib.lk_pack_resident.restype = _I64
+        lib.lk_pack_check.argtypes = [_VP, _VP, _VP]
+        lib.lk_pack_check.restype = _INT
         syms = _mkl_symbols()
         lib.lk_set_blas(syms["sgemm_"], syms["MKL_Set_Num_Threads_Local"])
         self.has_prefill = bool(lib.lk_has_blas())
@@ -260,6 +262,12 @@ class PackedExperts:
         self.handle: int | None = handle
         self.shape = shape  # (N, d, m)
         self.resident_bytes = int(lib.lk_pack_resident(handle))
+
+    def matches(self, w1: torch.Tensor, w2: torch.Tensor) -> bool:
+        """Whether 128 evenly spaced elements of each of ``w1``, ``w2`` (same shapes as packed)
+        still equal the packed ones, bit for bit: a cheap check for edits that PyTorch's version
+        counters miss (``param.data.mul_(...)``); an edit of a few weights can pass it."""
+        return bool(self.handle) and bool(self._lib.lk_pack_check(self.handle, w1.data_ptr(), w2.data_ptr()))
 
     def free(self) -> None:
         """Release the packed buffers now (idempotent)."""
