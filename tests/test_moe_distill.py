@@ -51,6 +51,8 @@ def test_distillation_reduces_loss_and_resumes_identically(stores, tmp_path):
     results = distill.distill_layers(full, tr, tmp_path / "a", config=CFG, progress=False)
     assert len(results) == 6
     assert all(r.final_loss < r.initial_loss for r in results)
+    # no packed copies of finished layers' weights stay behind (memory while later layers train)
+    assert all(b._pack is None for b in full.modules() if isinstance(b, moe.MoEBlock))
 
     class Interrupt(Exception):
         pass

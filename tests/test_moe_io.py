@@ -123,6 +123,10 @@ def test_convert_caches_by_config_and_reports(tmp_path, monkeypatch):
     assert not report["from_cache"] and report["tokens"]["train"] == 1024
     assert report["reduction"] >= 0.1 - 1e-9 and len(report["chosen_policy"]) == 6
     assert all(layer["final_loss"] < layer["initial_loss"] for layer in report["layers"])
+    stages = ["load", "capture", "moefy", "distill", "search", "front_eval"]
+    assert list(report["stages_s"]) == stages and list(report["peak_rss_mb_by_stage"]) == stages
+    peaks = list(report["peak_rss_mb_by_stage"].values())
+    assert peaks == sorted(peaks) and peaks[-1] <= report["peak_rss_mb"]  # a running maximum
     folder = pipeline.conversion_dir(TINY)
     assert (folder / "report.json").is_file() and not (folder / "acts").exists()
     again, _, rep2 = pipeline.load_or_convert(TINY, progress=False)

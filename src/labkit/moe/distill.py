@@ -149,6 +149,7 @@ def _train_layer(
     block.eval()
     with torch.no_grad():
         final = float(((block(x[probe], policy=TopK(k_mid)) - y[probe]).pow(2).mean()) / scale)
+    block.release_kernel_caches()  # its packed weights would stay while the next layers train
     return losses, initial, final
 
 

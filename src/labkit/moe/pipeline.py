@@ -129,12 +129,17 @@ def _subsample(xs: list[float], n: int = 100) -> list[float]:
 @dataclass
 class _Timer:
     stages: dict = field(default_factory=dict)
+    peak_rss: dict = field(default_factory=dict)  # MB, the process's peak so far at each stage's end
 
     def run(self, name, fn, *a, **k):
         t = time.perf_counter()
         out = fn(*a, **k)
-        self.stages[name] = time.perf_counter() - t
+        self.done(name, t)
         return out
+
+    def done(self, name: str, t0: float) -> None:
+        self.stages[name] = time.perf_counter() - t0
+        self.peak_rss[name] = peak_rss_mb()
 
 
 def convert(
@@ -244,7 +249,7 @@ def convert(
     for j in picks:
         set_policy(model, front[j]["policies"])
         front[j]["valid_ppl"] = evaluate.perplexity(model, valid)
-    timer.stages["front_eval"] = time.perf_counter() - t
+    timer.done("front_eval", t)
     set_policy(model, search.chosen)
     record_routing(model, True)
     moe_ppl_valid = evaluate.perplexity(model, valid)
@@ -263,6 +268,7 @@ def convert(
         "wall_s": wall,
         "stages_s": timer.stages,
         "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb_by_stage": timer.peak_rss,
         "activation_disk_mb": (train_store.nbytes() + valid_store.nbytes()) / 2**20,
         "layers": [
             {
