@@ -169,9 +169,10 @@ def test_build_is_cached_by_source_compiler_and_cpu(tmp_cache):
 
 
 def test_prefill_block_size():
-    assert kernels.prefill_block(4096, 16, 4.0, 2) == 512
-    assert kernels.prefill_block(4096, 64, 2.0, 2) == 2048  # still at most one block per thread
-    assert kernels.prefill_block(16384, 64, 2.0, 2) == 4096  # ~128 rows per expert GEMM
+    assert kernels.prefill_block(4096, 16, 4.0, 2) == 2048
+    assert kernels.prefill_block(16384, 16, 4.0, 2) == 2048
+    assert kernels.prefill_block(4096, 64, 2.0, 4) == 1024  # still at most one block per thread
+    assert kernels.prefill_block(65536, 64, 2.0, 2) == 4096  # ~128 rows per expert GEMM
     assert kernels.prefill_block(300, 16, 4.0, 2) == 150  # every thread gets a block
     assert kernels.prefill_block(10, 4, 1.0, 4) == 16
 
