@@ -478,9 +478,9 @@ class MoEBlock(nn.Module):
             except RuntimeError:  # an inference tensor: in-place changes could not be seen
                 key = None
         if self._pack_key != key or (self._pack is not None and not self._pack.matches(*self._fused_weights)):
-            old, self._pack = self._pack, None
-            if old is not None:
-                old.free()
+            # dropped, not freed: a call running in another thread may still hold it (freed with
+            # its last reference)
+            self._pack = None
             if key is not None:
                 self._pack = kern.pack(*self._fused_weights, rows=_kernels.PREFILL_CHUNK)
             self._pack_key = key
@@ -489,9 +489,7 @@ class MoEBlock(nn.Module):
     def release_kernel_caches(self) -> None:
         """Free the packed copy of the expert weights (rebuilt on the next CPU prefill); e.g. when
         many blocks are evaluated once each, as in layer-wise distillation."""
-        old, self._pack, self._pack_key = self._pack, None, None
-        if old is not None:
-            old.free()
+        self._pack, self._pack_key = None, None  # freed with its last reference
 
     def _act_mul(self, h: torch.Tensor) -> torch.Tensor:
         """``act(gate) ⊙ up`` of ``h = [..., 2m]`` as a new ``[..., m]`` tensor."""
