@@ -74,6 +74,7 @@ def test_latency_side_by_side_interleaves_the_models():
         def hook(mod, args, kwargs, name=name):
             ids = kwargs["input_ids"]
             kind = "prefill" if not kwargs.get("use_cache") else ("prompt" if ids.shape[1] > 1 else "step")
+            assert not torch.is_grad_enabled()  # timed as inference: no autograd graph
             calls.append((name, kind, int(ids.sum())))
 
         model.register_forward_pre_hook(hook, with_kwargs=True)

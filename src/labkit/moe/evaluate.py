@@ -81,7 +81,6 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-@torch.no_grad()
 def _timers(model: torch.nn.Module, prefill_tokens: int, decode_tokens: int, vocab: int | None, seed: int):
     """``(prefill, decode)``: functions timing one prefill (s) and one decode step (s per token)."""
     dev = _device(model)
@@ -142,6 +141,7 @@ def latency(
     )["model"]
 
 
+@torch.no_grad()
 def latency_side_by_side(
     models: dict[str, torch.nn.Module],
     *,
