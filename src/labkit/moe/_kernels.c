@@ -366,12 +366,10 @@ static void lk_block_experts(const float *x, int64_t d, const float *w1, const f
     const int Kd = (int)d, N2 = (int)m2, Km = (int)m, Nd = (int)d;
     const float one = 1.0f, zero = 0.0f;
     for (int64_t e = 0; e < n_exp; ++e) {
-        /* at most `chunk` rows per GEMM, in equal parts: 135 rows as 68 + 67, not 128 + 7 (a GEMM
-         * of a few rows still streams the expert's whole weights) */
-        const int nch = (int)((cnt[e] + chunk - 1) / chunk);
-        const int per = nch ? (cnt[e] + nch - 1) / nch : 1;
-        for (int c0 = 0; c0 < cnt[e]; c0 += per) {
-            const int c = (cnt[e] - c0 < per) ? cnt[e] - c0 : per;
+        /* at most `chunk` rows per GEMM (equal parts, 135 rows as 68 + 67 rather than 128 + 7,
+         * measured no faster: 0.97-1.02x) */
+        for (int c0 = 0; c0 < cnt[e]; c0 += (int)chunk) {
+            const int c = (cnt[e] - c0 < chunk) ? cnt[e] - c0 : (int)chunk;
             const int32_t *tok = lists + e * stride + c0;
             const float *tw = lw ? lw + e * stride + c0 : NULL;
             for (int r = 0; r < c; ++r) {

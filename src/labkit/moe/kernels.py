@@ -13,8 +13,8 @@ into a large buffer and scattering results back. The C kernels do each in one ca
   routes each block in the kernel;
 * :meth:`MoEKernels.pack`: the experts' weights in MKL's packed GEMM layout
   (``cblas_sgemm_pack``), so that the prefill GEMMs (``cblas_sgemm_compute``) do not re-pack
-  them on every call; measured 1.00-1.26x faster prefill (paired A/B, 4096 tokens, SmolLM2
-  FFN shape) for a copy about the experts' size.
+  them on every call; measured 1.03-1.11x faster prefill (median 1.06; 4096 tokens, SmolLM2 FFN
+  shape, the nine N, k rows) for a copy about the experts' size.
 
 The library is built with the system C compiler (``$CC``, else ``cc``) with ``-O3 -march=native
 -fopenmp`` (512-bit vectors where accepted) into ``$LABKIT_CACHE/kernels/<key>/`` (key: source,
@@ -294,8 +294,8 @@ def prefill_block(tokens: int, num_experts: int, mean_k: float, threads: int | N
     A task's expert GEMMs then get 128 rows or more (k̄/N of the block), run back to back while
     the expert's packed weights are still in cache; gathered rows, gate/up and outputs (at most 128
     rows per GEMM) stay in a core's L2 cache. Measured at the SmolLM2 FFN shape (d=576, f=1536),
-    packed weights, paired A/B on 2 cores: at 4096 tokens 2048-token blocks were 1.01-1.34x as fast
-    as 512-token ones over the nine N, k rows (two runs); at 8192 tokens 0.88-1.08x (median 1.03).
+    4096 tokens, packed weights, 2 cores, each call after a dense-FFN call, 25 rotated repeats:
+    2048-token blocks 1.00-1.05x as fast as 512-token ones over the nine N, k rows (median 1.02).
     Without packed weights (earlier measurement) 512-1024 were best, 7-14 % ahead of 256.
     """
     threads = threads or torch.get_num_threads()
