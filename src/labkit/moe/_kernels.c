@@ -506,8 +506,9 @@ typedef struct {
 } lk_topk_ctx;
 
 /* Router logits out[t, 0..n16) = x[t] wrt for t < B (x [B, d], wrt [d, n16], n16 a multiple of 16):
- * tiles of 8 tokens x 16 experts kept in registers. A BLAS GEMM with so few output columns ran at
- * 10-36 GFLOP/s here (2 ms of a 4096-token N=16 prefill); this loop is bound by its FMAs. */
+ * tiles of 8 tokens x 16 experts kept in registers (the full-tile loop has a constant trip count
+ * for that; the tail loop does not). Measured about as fast as MKL's sgemm for the same logits
+ * (1.5 ms per 4096 tokens at N=16 alone, 1.8-1.9 vs 2.1 ms inside the prefill), with no BLAS call. */
 static void lk_logits(const float *x, int64_t B, int64_t d, const float *wrt, int64_t n16, float *out) {
     enum { LT = 8 };
     for (int64_t t0 = 0; t0 < B; t0 += LT) {

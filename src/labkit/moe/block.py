@@ -474,7 +474,7 @@ class MoEBlock(nn.Module):
         key = None
         if self.pack_weights and kern.has_pack:
             try:
-                key = (w1.data_ptr(), w2.data_ptr(), w1._version, w2._version)
+                key = (w1.data_ptr(), w2.data_ptr(), w1._version, w2._version, w1.shape, w2.shape)
             except RuntimeError:  # an inference tensor: in-place changes could not be seen
                 key = None
         if self._pack_key != key or (self._pack is not None and not self._pack.matches(*self._fused_weights)):
