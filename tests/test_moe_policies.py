@@ -33,6 +33,53 @@ def test_adaptive_rules_follow_their_formulas():
     assert mask[0, 0] and mask.sum().item() == 4
 
 
+def _near_threshold(pol, logits: torch.Tensor) -> torch.Tensor:
+    """Rows whose rule compares a weight within float32 rounding (1e-6) of its threshold."""
+    p = logits.double().softmax(-1).sort(-1, descending=True).values
+    if isinstance(pol, TopP):
+        return ((p.cumsum(-1)[:, :-1] - (pol.tau - 1e-7)).abs() < 1e-6).any(-1)  # the last is clamped
+    if isinstance(pol, SwitchK):
+        return (p[:, 0] - pol.tau).abs() < 1e-6
+    return torch.zeros(len(logits), dtype=torch.bool)
+
+
+@pytest.mark.parametrize("n", [2, 5, 8, 16, 64])
+def test_select_one_matches_select(n):
+    """The decode path's per-token rule (Python floats) picks what the tensor rule picks, except
+    where a weight is within float32 rounding of the rule's threshold."""
+    g = torch.Generator().manual_seed(n)
+    scale = torch.tensor([0.3, 1.0, 3.0]).repeat_interleave(134)[:400, None]  # flat to peaked rows
+    logits = torch.randn(400, n, generator=g) * scale
+    policies = [TopK(min(3, n)), TopP(0.5), TopP(0.7), TopP(0.9), TopP(0.95), TopP(0.99)]
+    policies += [TopP(0.8, 2, max(2, n - 1)), SwitchK(0.3, 1, n), SwitchK(0.5, 1, min(2, n))]
+    policies += [SwitchK(2.0 / n, max(1, n // 2), n)]
+    for pol in policies:
+        mask = pol.select(logits)
+        near = _near_threshold(pol, logits)
+        assert near.float().mean() < 0.05, pol
+        got = [pol.select_one(row) for row, skip in zip(logits, near, strict=True) if not skip]
+        want = [row.nonzero().flatten().tolist() for row, skip in zip(mask, near, strict=True) if not skip]
+        assert got == want, pol
+        if pol in (TopP(0.7), TopP(0.9)) and n > 2:
+            assert len({len(s) for s in got}) > 1, pol  # the rows reach both sides of the rule
+    # bf16 logits (the gpu profile) are read exactly
+    row = logits[7].bfloat16()
+    assert TopP(0.7).select_one(row) == TopP(0.7).select(row[None])[0].nonzero().flatten().tolist()
+
+
+def test_select_one_boundaries_and_ties():
+    # exact masses: p = (0.5, 0.25, 0.25) reaches tau = 0.75 with two experts, not three
+    logits = torch.log(torch.tensor([0.5, 0.25, 0.25]))
+    assert TopP(0.75).select_one(logits) == TopP(0.75).select(logits[None])[0].nonzero().flatten().tolist()
+    assert len(TopP(0.75).select_one(logits)) == 2
+    assert SwitchK(0.5, 1, 3).select_one(logits) == [0]  # p_(1) = 0.5 ≥ τ
+    assert SwitchK(0.5001, 1, 3).select_one(logits) == [0, 1, 2]
+    # ties go to the lower expert id, as TopK.select_one
+    tied = torch.tensor([1.0, 2.0, 2.0, 2.0])
+    assert TopP(0.25).select_one(tied) == [1]
+    assert SwitchK(0.9, 2, 2).select_one(tied) == [1, 2]
+
+
 def test_set_policy_checks_values_and_lengths():
     model, _ = tiny_llama("tiny-llama")
     with pytest.raises(moe.UnsupportedModelError):

@@ -415,14 +415,22 @@ class MoEBlock(nn.Module):
         if self.keep_logits:
             self.last_logits = logits.unsqueeze(0)
         idx = pol.select_one(logits)
-        if self.record_stats or self.weighting != "unit":
+        if self.record_stats:
             mask = torch.zeros(self.num_experts, dtype=torch.bool, device=x.device)
             mask[idx] = True
-            if self.record_stats:
-                self.stats.update(mask.unsqueeze(0))
-            if self.weighting != "unit":
-                w = routing_weights(logits.unsqueeze(0), mask.unsqueeze(0), self.weighting)[0]
-                w = w[idx].to(x.dtype).unsqueeze(-1)
+            self.stats.update(mask.unsqueeze(0))
+        if self.weighting == "softmax" and idx:
+            # renormalised_weights for one token, in Python floats (a few µs, not ~100)
+            vals = logits.tolist()
+            top = max(vals[i] for i in idx)
+            ex = [math.exp(vals[i] - top) for i in idx]
+            scale = len(idx) / sum(ex)
+            w = torch.tensor([[e * scale] for e in ex], dtype=x.dtype, device=x.device)
+        elif self.weighting != "unit":
+            mask = torch.zeros(1, self.num_experts, dtype=torch.bool, device=x.device)
+            mask[0, idx] = True
+            w = routing_weights(logits.unsqueeze(0), mask, self.weighting)[0]  # raises: unknown weighting
+            w = w[idx].to(x.dtype).unsqueeze(-1)
         if not idx:
             return torch.zeros_like(x)
         if kern is not None:
