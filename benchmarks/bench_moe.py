@@ -1,7 +1,8 @@
 """MoE dispatch efficiency: labkit's MoEBlock vs transformers' MixtralSparseMoeBlock vs the dense FFN.
 
 SmolLM2-135M MLP shape (d=576, f=1536), a 4096-token prefill and a 1-token decode, for
-N ∈ {4, 8, 16} experts and k/N ∈ {1/4, 1/2, 3/4}; ``--shape llama2-7b`` repeats it at one
+N ∈ {4, 8, 16} experts and k/N ∈ {1/4, 1/2, 3/4}, then a 1-token decode under the adaptive
+policies (top-p, switch; the per-token expert count varies); ``--shape llama2-7b`` repeats it at one
 LLaMA2-7B FFN (d=4096, f=11008; 512-token prefill by default), where the fixed per-token cost of
 routing is small next to the matrix-vector products. Efficiency = (k/N) · t_dense / t_moe: 1.0 means
 the MoE is exactly as much faster than dense as its activated fraction predicts. All timings are
@@ -111,6 +112,27 @@ def run_table(
     return rows
 
 
+def run_adaptive(device: str, repeats: int, d: int = D, f: int = F) -> list[dict]:
+    """1-token decode under adaptive policies (top-p, switch), over 64 different tokens so that the
+    number of experts varies: efficiency = (k̄/N) · t_dense / t_moe with k̄ the measured mean."""
+    mlp = dense_mlp(d, f).to(device)
+    xs = torch.randn(64, 1, 1, d, device=device)
+    rows = []
+    for n in (8, 16):
+        for spec in ("topp0.7", f"switch0.4:{n // 4}-{3 * n // 4}"):
+            block = labkit_block(mlp, n, 1).to(device)
+            block.set_policy(spec)
+            with torch.inference_mode():
+                kbar = statistics.mean(len(block.policy.select_one(block.router(x).reshape(-1))) for x in xs)
+                fns = {"dense": lambda b: [mlp(x) for x in b], "labkit": lambda b, m=block: [m(x) for x in b]}
+                t = measure(fns, xs, 1, repeats)
+            td, tl = t["dense"] / len(xs), t["labkit"] / len(xs)
+            eff = kbar / n * td / tl
+            rows.append({"N": n, "policy": spec, "k_mean": kbar, "t_dense": td, "t_labkit": tl, "eff": eff})
+            print(f"| {n:>2} | {spec:<14} | {kbar:6.2f} | {td * 1e3:8.3f} | {tl * 1e3:9.3f} | {eff:5.2f} |")
+    return rows
+
+
 def _fmt(r: dict, pytorch_column: bool = True) -> str:
     pt = pytorch_column and "t_labkit_pt" in r
     return (
@@ -190,6 +212,11 @@ def main() -> None:
             f"\n{phase}: efficiency {effs} (the same dense FFN measured "
             f"{min(dense):.3f}–{max(dense):.3f} ms across rows: the noise floor of these ratios)"
         )
+    print("\nAdaptive policies, 1-token decode (64 different tokens; k̄ = mean experts used)\n")
+    print("|  N | policy         |     k̄ | dense ms | labkit ms |   eff |")
+    print("|---:|:---------------|-------:|---------:|----------:|------:|")
+    ad = run_adaptive(args.device, args.repeats, d, f)
+    print(f"\nadaptive decode: efficiency {min(r['eff'] for r in ad):.2f}–{max(r['eff'] for r in ad):.2f}")
     if args.convert:
         run_convert()
 

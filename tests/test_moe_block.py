@@ -124,7 +124,10 @@ def test_decode_implementations_match_reference(impl, threads, weighting, monkey
     finally:
         torch.set_num_threads(old)
     if impl == "fused":
-        assert block._kplans and not block._plans  # the C kernel ran, the bags never did
+        # the C kernels ran (every policy here routes inside the kernel; "all" uses the Python-routed
+        # kernel and its cached id arrays), the bags never did
+        assert block.fused_calls > 0 and not block._plans
+        assert bool(block._kplans) == (weighting == "unit") and block._rule_step is not None
     if impl == "bags" and threads > 1:
         assert any(plan[2] > 1 for plan in block._plans.values())  # sub-bags were used for top1
         assert any(plan[4].numel() > 1 for plan in block._plans.values())  # split down projection

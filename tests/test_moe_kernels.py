@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from labkit import moe
 from labkit.models import tiny_llama
 from labkit.moe import kernels
+from labkit.moe.policies import SwitchK, TopP
 
 needs_cc = pytest.mark.skipif(kernels._compiler() is None, reason="no C compiler")
 
@@ -106,10 +107,15 @@ def test_block_uses_kernels_only_where_they_apply():
         fused = block(x)
         one = block(x[:, :1])  # top-k: routing and experts in one kernel call
         block.set_policy("topp0.8")
-        adaptive = block(x[:, :1])  # other policies: routing in PyTorch, experts in the kernel
-        assert block._kplans
+        calls = block.fused_calls
+        adaptive = block(x[:, :1])  # adaptive policies too: routing and experts in one kernel call
+        assert block.fused_calls == calls + 1 and not block._kplans
+        block.record_stats = True
+        recorded = block(x[:, :1])  # recording statistics: routing in Python, experts in the kernel
+        assert block.fused_calls == calls + 2 and block._kplans
+        block.record_stats = False
         block.use_kernels = False
-        assert _rel(adaptive, block(x[:, :1])) < 1e-5
+        assert _rel(adaptive, block(x[:, :1])) < 1e-5 and _rel(recorded, block(x[:, :1])) < 1e-5
         block.set_policy("top2")
         assert _rel(fused, block(x)) < 1e-5 and _rel(one, block(x[:, :1])) < 1e-5
         block.use_kernels = True
@@ -175,6 +181,42 @@ def test_prefill_block_size():
     assert kernels.prefill_block(65536, 64, 2.0, 2) == 4096  # ~128 rows per expert GEMM
     assert kernels.prefill_block(300, 16, 4.0, 2) == 150  # every thread gets a block
     assert kernels.prefill_block(10, 4, 1.0, 4) == 16
+
+
+@needs_cc
+@pytest.mark.parametrize("n", [3, 8, 16, 40])
+def test_rule_decode_kernel_selects_like_select_one(n):
+    """Top-p and switch routing inside the decode kernel pick select_one's experts (returned count
+    and ids), over flat to peaked logits; rows whose weights sit within float32 rounding of the
+    threshold are left out (the kernel's logits are its own dot products)."""
+    k = kernels.get()
+    assert k is not None
+    g = torch.Generator().manual_seed(n)
+    d, m = 24, 5
+    wr = torch.randn(n, d, generator=g)
+    w1, w2 = torch.randn(n, d, 2 * m, generator=g), torch.randn(n, m, d, generator=g)
+    xs = torch.randn(300, d, generator=g) * torch.tensor([0.05, 0.2, 0.6]).repeat_interleave(100)[:, None]
+    y, out = torch.empty(d), torch.empty(n, dtype=torch.int64)
+    policies = [TopP(0.5), TopP(0.8), TopP(0.9, 2, max(2, n - 1))]
+    policies += [SwitchK(min(0.6, 3.0 / n), 1, n), SwitchK(2.0 / n, 1, 2)]
+    for pol in policies:
+        kind, lo, hi, tau = pol.kernel_rule(n)
+        counts = set()
+        for x in xs:
+            logits = wr @ x
+            p = logits.double().softmax(-1).sort(descending=True).values
+            edge = (p.cumsum(-1)[:-1] - (tau - 1e-7)).abs() if kind == 1 else (p[:1] - tau).abs()
+            if edge.min() < 1e-5:
+                continue
+            ptrs = (x.data_ptr(), wr.data_ptr(), w1.data_ptr(), w2.data_ptr(), d, m, n)
+            got = k.lib.lk_moe_decode_rule(*ptrs, kind, lo, hi, tau, 0, y.data_ptr(), out.data_ptr(), 1)
+            want = pol.select_one(logits)
+            assert got == len(want) and out[:got].tolist() == want, (pol, x)
+            counts.add(got)
+        assert len(counts) > 1 or lo == hi, pol  # the rule's both sides were reached
+    ptrs = (x.data_ptr(), wr.data_ptr(), w1.data_ptr(), w2.data_ptr(), d, m, n)
+    for kind, lo, hi in ((3, 1, 1), (1, 0, 1), (1, 2, 1), (2, 1, n + 1)):
+        assert k.lib.lk_moe_decode_rule(*ptrs, kind, lo, hi, 0.5, 0, y.data_ptr(), None, 1) == -3
 
 
 @needs_cc

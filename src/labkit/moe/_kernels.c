@@ -12,7 +12,8 @@
  *   rows once, split into contiguous row ranges per thread (partial sums, then one reduction):
  *   stage 1 h = sum_i x_i w1[e, i, :] over the k*d (expert, input) rows; stage 2
  *   y = sum_(e,r) g[e, r] w2[e, r, :] over the k*m (expert, neuron) rows.
- * lk_moe_decode_topk: the same with top-k routing done here (router logits, selection, weights).
+ * lk_moe_decode_rule: the same with the routing done here (router logits, a top-k, top-p or switch
+ *   rule, weights); lk_moe_decode_topk: its top-k case.
  * lk_moe_prefill: T tokens with a selection mask [T, N] (and optional weights [T, N]). Tokens are
  *   cut into blocks; a thread owns a block: for each expert it gathers the block's tokens routed
  *   there into a thread-local buffer, runs gate/up and down as single-threaded BLAS sgemm calls,
@@ -29,7 +30,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define LK_ABI 4
+#define LK_ABI 5
 #define LK_MAX_EXPERTS 1024 /* lk_moe_decode_topk's stack arrays */
 
 typedef void (*lk_sgemm_fn)(const char *, const char *, const int *, const int *, const int *,
@@ -299,16 +300,24 @@ int lk_moe_decode(const float *x, const float *w1, const float *w2, int64_t d, i
     return lk_decode_experts(x, w1, w2, d, m, idx, k, wts, y, nthreads);
 }
 
-/* One token under a top-k policy, routing included: logits r = wr x (wr [N, d]); the k largest
- * (ties to the lower expert id, as TopK.select_one), sorted by id; weights 1, or with
- * `softmax` the mean-one renormalised softmax k * exp(r_i) / sum_{j in S} exp(r_j); then
- * lk_decode_experts. `out_idx` (k int64, may be NULL) receives the chosen ids. */
-int lk_moe_decode_topk(const float *x, const float *wr, const float *w1, const float *w2, int64_t d,
-                       int64_t m, int64_t n_exp, int64_t k, int softmax, float *y, int64_t *out_idx,
-                       int nthreads) {
-    if (k < 1 || k > n_exp || n_exp > LK_MAX_EXPERTS) return -3;
+/* One token with its routing done here: logits r = wr x (wr [N, d]); the experts ranked by
+ * logit (ties to the lower expert id, as the policies' select_one) and the rule's count k:
+ *   kind 0, top-k:  k = kmax;
+ *   kind 1, top-p:  k = 1 + #{j : c_j < f32(tau - 1e-7)}, c_j = f32(sum_{i<=j} p_(i)), clamped to
+ *                   [kmin, kmax] (TopP.select_one);
+ *   kind 2, switch: k = kmin if p_(1) >= f32(tau) else kmax (SwitchK.select_one);
+ * with p = softmax(r) rounded to float32 as TopP/SwitchK.select_one compute it (exp and sums in
+ * double, stored as float). The chosen experts, sorted by id, get weights 1, or with `softmax`
+ * the mean-one renormalised softmax k * exp(r_i) / sum_{j in S} exp(r_j); then
+ * lk_decode_experts. `out_idx` (kmax int64, may be NULL) receives the chosen ids.
+ * Returns k, or -3 for a bad rule (kind, 1 <= kmin <= kmax <= N <= LK_MAX_EXPERTS), -2 as
+ * lk_decode_experts. */
+int lk_moe_decode_rule(const float *x, const float *wr, const float *w1, const float *w2, int64_t d, int64_t m,
+                       int64_t n_exp, int kind, int64_t kmin, int64_t kmax, double tau, int softmax, float *y,
+                       int64_t *out_idx, int nthreads) {
+    if (kind < 0 || kind > 2 || kmin < 1 || kmin > kmax || kmax > n_exp || n_exp > LK_MAX_EXPERTS) return -3;
     float logits[LK_MAX_EXPERTS], wts[LK_MAX_EXPERTS];
-    int64_t idx[LK_MAX_EXPERTS];
+    int64_t idx[LK_MAX_EXPERTS], order[LK_MAX_EXPERTS];
     unsigned char taken[LK_MAX_EXPERTS];
     for (int64_t e = 0; e < n_exp; ++e) {
         const float *row = wr + e * d;
@@ -318,12 +327,33 @@ int lk_moe_decode_topk(const float *x, const float *wr, const float *w1, const f
         logits[e] = acc;
         taken[e] = 0;
     }
-    for (int64_t j = 0; j < k; ++j) {
+    for (int64_t j = 0; j < kmax; ++j) { /* the kmax largest, in order (ties: lower id first) */
         int64_t best = -1;
         for (int64_t e = 0; e < n_exp; ++e)
             if (!taken[e] && (best < 0 || logits[e] > logits[best])) best = e;
-        if (best < 0) break; /* unreachable: k <= n_exp */
         taken[best] = 1;
+        order[j] = best;
+    }
+    int64_t k = kmax;
+    if (kind != 0) {
+        const double top = logits[order[0]];
+        double sum = 0.0;
+        for (int64_t e = 0; e < n_exp; ++e) sum += (double)(float)exp((double)logits[e] - top);
+        const double inv = (double)(float)(1.0 / (double)(float)sum); /* p_(1) = f32(1 * inv) = inv */
+        if (kind == 2) {
+            k = inv >= (double)(float)tau ? kmin : kmax;
+        } else {
+            const float thresh = (float)(tau - 1e-7);
+            double cum = 0.0;
+            k = 1;
+            for (int64_t j = 0; j + 1 < kmax; ++j) { /* c_j is nondecreasing: count while below */
+                cum += (double)(float)((double)(float)exp((double)logits[order[j]] - top) * inv);
+                if (!((float)cum < thresh)) break;
+                ++k;
+            }
+            k = k < kmin ? kmin : k;
+        }
+        for (int64_t j = k; j < kmax; ++j) taken[order[j]] = 0;
     }
     int64_t j = 0;
     for (int64_t e = 0; e < n_exp; ++e)
@@ -336,7 +366,16 @@ int lk_moe_decode_topk(const float *x, const float *wr, const float *w1, const f
     }
     if (out_idx)
         for (j = 0; j < k; ++j) out_idx[j] = idx[j];
-    return lk_decode_experts(x, w1, w2, d, m, idx, k, softmax ? wts : NULL, y, nthreads);
+    const int rc = lk_decode_experts(x, w1, w2, d, m, idx, k, softmax ? wts : NULL, y, nthreads);
+    return rc < 0 ? rc : (int)k;
+}
+
+/* Top-k (lk_moe_decode_rule's kind 0): returns 0, or the negative codes of lk_moe_decode_rule. */
+int lk_moe_decode_topk(const float *x, const float *wr, const float *w1, const float *w2, int64_t d,
+                       int64_t m, int64_t n_exp, int64_t k, int softmax, float *y, int64_t *out_idx,
+                       int nthreads) {
+    const int rc = lk_moe_decode_rule(x, wr, w1, w2, d, m, n_exp, 0, k, k, 0.0, softmax, y, out_idx, nthreads);
+    return rc < 0 ? rc : 0;
 }
 
 /* Copies `n` floats of row `src` to `dst` (add: dst += src), after prefetching row `next` (may be

@@ -27,7 +27,8 @@ share one batched GEMM (``bmm``), which splits better across cores than a small 
 
 On a CPU, float32 SiLU experts without gradient go through fused C kernels instead
 (:mod:`labkit.moe.kernels`; ``use_kernels=False`` or ``LABKIT_MOE_KERNELS=0`` switches them off):
-a decode step is one call (with top-k policies the routing too), a prefill runs token blocks in
+a decode step is one call (routing included, for top-k, top-p and switch policies unless routing
+statistics are recorded), a prefill runs token blocks in
 parallel with single-threaded MKL GEMMs per expert. The PyTorch paths above remain the
 reference and the fallback (no compiler, other dtypes and devices, training).
 Reference: Zhu et al. 2024 (LLaMA-MoE); Kim et al. 2024 (LaDiMo).
@@ -164,7 +165,7 @@ class MoEBlock(nn.Module):
         self._views_key: tuple | None = None
         self._plans: dict = {}
         self._kplans: dict = {}
-        self._topk_step = None
+        self._rule_step = None
         self._fused_prefill = False
         self._all_ids = list(range(n))
 
@@ -172,7 +173,7 @@ class MoEBlock(nn.Module):
         """Pickling (``torch.save(model)``, ``copy.deepcopy``) drops the per-process caches: weight
         views, decode plans and the bound kernel step (ctypes objects); they are rebuilt on use."""
         state = self.__dict__.copy()
-        state.update(_views=None, _views_key=None, _plans={}, _kplans={}, _topk_step=None)
+        state.update(_views=None, _views_key=None, _plans={}, _kplans={}, _rule_step=None)
         state.update(_fused_weights=None, _fused_prefill=False, _pack=None, _pack_key=None)
         return state
 
@@ -395,12 +396,15 @@ class MoEBlock(nn.Module):
         kern = None
         if fusable and self.use_kernels and x.is_cpu and x.dtype == torch.float32 and self._silu:
             kern = _kernels.get()
-            if kern is not None and type(pol) is TopK and not (self.record_stats or self.keep_logits):
+            rule = None
+            if kern is not None and not (self.record_stats or self.keep_logits):
+                rule = pol.kernel_rule(self.num_experts)
+            if rule is not None:  # routing and experts in one kernel call
                 self.fused_calls += 1
-                step = self._topk_step
+                step = self._rule_step
                 if step is None:
-                    step = self._topk_step = kern.topk_decoder(wr, *self._fused_weights)
-                return step(x.contiguous(), pol.k, self.weighting == "softmax")
+                    step = self._rule_step = kern.rule_decoder(wr, *self._fused_weights)
+                return step(x.contiguous(), *rule, self.weighting == "softmax")
         xv = x.reshape(-1)
         w = None
         if pol.unit_weights:  # all experts, weight 1: the dense FFN
@@ -599,7 +603,7 @@ class MoEBlock(nn.Module):
             self._fused_weights = (w1.detach(), w2.detach())
             expert_bytes = 3 * self.hidden_size * self.expert_dim * 4
             self._fused_prefill = fusable and expert_bytes <= _kernels.PREFILL_MAX_EXPERT_BYTES
-            self._topk_step = None  # kernels.topk_decoder bound to these weights, built on first use
+            self._rule_step = None  # kernels.rule_decoder bound to these weights, built on first use
             self._views_key = key
             self._plans = {}
         return self._views

@@ -6,7 +6,8 @@ more than the experts themselves, and a long prefill spends a fifth of its time 
 into a large buffer and scattering results back. The C kernels do each in one call:
 
 * :meth:`MoEKernels.decode`: one token through the chosen experts, both stages streamed by all
-  threads; :meth:`MoEKernels.decode_topk` does the top-k routing in the same call;
+  threads; :meth:`MoEKernels.rule_decoder` does the routing (top-k, top-p or switch) in the same
+  call;
 * :meth:`MoEKernels.prefill`: tokens in blocks, one block per thread at a time, experts as
   single-threaded BLAS GEMMs on the block's gathered rows (MKL's ``sgemm_``, which PyTorch's x86
   builds export), results added into the block's own output rows; :meth:`MoEKernels.prefill_topk`
@@ -45,7 +46,8 @@ import torch
 __all__ = ["MoEKernels", "PackedExperts", "dispatch", "get", "prefill_block"]
 
 _SOURCE = Path(__file__).with_name("_kernels.c")
-_ABI = 4
+_ABI = 5
+RULE_TOPK, RULE_TOPP, RULE_SWITCH = 0, 1, 2  # lk_moe_decode_rule's kinds
 MAX_TOPK_EXPERTS = 1024  # LK_MAX_EXPERTS in _kernels.c
 _LOCK = threading.Lock()
 _STATE: dict = {}
@@ -58,7 +60,7 @@ _OFF = ("0", "false", "no", "off")
 # path (one threaded GEMM per expert).
 PREFILL_MAX_EXPERT_BYTES = 8 << 20
 PREFILL_CHUNK = 128  # most rows per expert GEMM in the prefill kernels
-_VP, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_VP, _I64, _INT, _DBL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
 # Tried in order. On AVX-512 CPUs gcc defaults to 256-bit vectors; 512-bit ones measured 1.8x
 # faster for the SiLU loop (Xeon, Ice Lake). Compilers for other architectures reject the flags.
 _FLAG_SETS = (("-march=native", "-mprefer-vector-width=512"), ("-march=native",), ())
@@ -78,6 +80,9 @@ class MoEKernels:
         lib.lk_moe_decode.restype = _INT
         lib.lk_moe_decode_topk.argtypes = [_VP, _VP, _VP, _VP, _I64, _I64, _I64, _I64, _INT, _VP, _VP, _INT]
         lib.lk_moe_decode_topk.restype = _INT
+        lib.lk_moe_decode_rule.argtypes = [_VP, _VP, _VP, _VP, _I64, _I64, _I64, _INT, _I64, _I64, _DBL, _INT]
+        lib.lk_moe_decode_rule.argtypes += [_VP, _VP, _INT]
+        lib.lk_moe_decode_rule.restype = _INT
         lib.lk_moe_prefill.argtypes = [_VP, _I64, _I64, _VP, _VP, _VP, _I64, _I64, _VP, _VP, _VP, _I64, _I64]
         lib.lk_moe_prefill.argtypes += [_INT]
         lib.lk_moe_prefill.restype = _INT
@@ -146,25 +151,31 @@ class MoEKernels:
         """One token ``x`` (float32, contiguous, ``d`` elements, any shape) under top-``k`` routing,
         router included (``router [N, d]``): the output has ``x``'s shape. Unit weights, or with
         ``softmax`` the mean-one renormalised softmax over the chosen experts."""
-        return self.topk_decoder(router, w1, w2)(x, k, int(softmax))
+        return self.rule_decoder(router, w1, w2)(x, RULE_TOPK, k, k, 0.0, int(softmax))
 
-    def topk_decoder(self, router: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor):
-        """:meth:`decode_topk` with the weights bound: ``f(x, k, softmax: int) -> y``.
+    def rule_decoder(self, router: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor):
+        """One-token decode with the routing in the kernel, weights bound:
+        ``f(x, kind, k_min, k_max, tau, softmax: int) -> y`` (``y`` has ``x``'s shape).
 
-        The decode step of a small FFN is tens of microseconds, so the few Python operations saved
-        here (shape reads, attribute lookups) are measurable. The returned function keeps the
-        weight tensors alive (``f.weights``); rebuild it when they are replaced.
+        The rule (``kind``, see :meth:`labkit.moe.policies.Policy.kernel_rule`) is top-k
+        (``RULE_TOPK``: k = k_max), top-p (``RULE_TOPP``) or switch (``RULE_SWITCH``), computed as
+        the policies' ``select_one`` computes it. The decode step of a small FFN is tens of
+        microseconds, so the few Python operations saved here (shape reads, attribute lookups)
+        are measurable; and routing in the same call leaves no gap between the router's product
+        and the experts' kernel (on the 2-vCPU VM of the benchmarks, a 15-40 µs gap between two
+        threaded kernel calls cost 10-40 µs more). The returned function keeps the weight tensors
+        alive (``f.weights``); rebuild it when they are replaced.
         """
-        fn = self.lib.lk_moe_decode_topk
+        fn = self.lib.lk_moe_decode_rule
         d, m, n = w1.shape[1], w2.shape[1], router.shape[0]
         rp, p1, p2 = router.data_ptr(), w1.data_ptr(), w2.data_ptr()
-        empty, f32, nthreads = torch.empty, torch.float32, torch.get_num_threads
+        empty, f32, nt = torch.empty, torch.float32, torch.get_num_threads
 
-        def decode(x: torch.Tensor, k: int, softmax: int) -> torch.Tensor:
+        def decode(x: torch.Tensor, kind: int, lo: int, hi: int, tau: float, softmax: int) -> torch.Tensor:
             y = empty(x.shape, dtype=f32)
-            rc = fn(x.data_ptr(), rp, p1, p2, d, m, n, k, softmax, y.data_ptr(), None, nthreads())
-            if rc:
-                _check(rc, "top-k decode")
+            rc = fn(x.data_ptr(), rp, p1, p2, d, m, n, kind, lo, hi, tau, softmax, y.data_ptr(), None, nt())
+            if rc < 0:
+                _check(rc, "routed decode")
             return y
 
         decode.weights = (router, w1, w2)

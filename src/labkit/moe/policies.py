@@ -79,6 +79,12 @@ class Policy:
         """Experts per token assumed by accounting when no statistics were recorded."""
         raise NotImplementedError
 
+    def kernel_rule(self, num_experts: int) -> tuple[int, int, int, float] | None:
+        """``(kind, k_min, k_max, tau)`` for the C decode kernel's routing
+        (:meth:`labkit.moe.kernels.MoEKernels.rule_decoder`: kind 0 top-k, 1 top-p, 2 switch), or
+        None when the kernel cannot apply this policy (it then routes in Python)."""
+        return None
+
     def validate(self, num_experts: int) -> None:
         """Raise :class:`UnknownPolicyError` if the policy cannot run with ``num_experts``."""
 
@@ -155,6 +161,9 @@ class TopK(Policy):
     def nominal_k(self, num_experts: int) -> float:
         return float(min(self.k, num_experts))
 
+    def kernel_rule(self, num_experts: int) -> tuple[int, int, int, float] | None:
+        return (0, self.k, self.k, 0.0)
+
     def validate(self, num_experts: int) -> None:
         if not 1 <= self.k <= num_experts:
             raise UnknownPolicyError(f"policy top{self.k}: k must be in 1..{num_experts} (num_experts)")
@@ -192,6 +201,9 @@ class TopP(Policy):
     def nominal_k(self, num_experts: int) -> float:
         return float(min(self.k_max or num_experts, num_experts))
 
+    def kernel_rule(self, num_experts: int) -> tuple[int, int, int, float] | None:
+        return (1, self.k_min, min(self.k_max or num_experts, num_experts), self.tau)
+
     def validate(self, num_experts: int) -> None:
         if not 0.0 < self.tau <= 1.0:
             raise UnknownPolicyError(f"policy {self.spec()}: tau={self.tau} must be in (0, 1]")
@@ -226,6 +238,9 @@ class SwitchK(Policy):
 
     def nominal_k(self, num_experts: int) -> float:
         return float(self.k_max)
+
+    def kernel_rule(self, num_experts: int) -> tuple[int, int, int, float] | None:
+        return (2, self.k_min, self.k_max, self.tau)
 
     def validate(self, num_experts: int) -> None:
         if not 0.0 <= self.tau <= 1.0:
