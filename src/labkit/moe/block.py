@@ -400,7 +400,7 @@ class MoEBlock(nn.Module):
             if kern is not None and not (self.record_stats or self.keep_logits):
                 rule = pol.kernel_rule(self.num_experts)
             if rule is not None:  # routing and experts in one kernel call
-                self.fused_calls += 1
+                self.__dict__["fused_calls"] += 1  # not through nn.Module.__setattr__ (~2 µs)
                 step = self._rule_step
                 if step is None:
                     step = self._rule_step = kern.rule_decoder(wr, *self._fused_weights)

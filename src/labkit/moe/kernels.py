@@ -169,10 +169,10 @@ class MoEKernels:
         fn = self.lib.lk_moe_decode_rule
         d, m, n = w1.shape[1], w2.shape[1], router.shape[0]
         rp, p1, p2 = router.data_ptr(), w1.data_ptr(), w2.data_ptr()
-        empty, f32, nt = torch.empty, torch.float32, torch.get_num_threads
+        empty_like, nt = torch.empty_like, torch.get_num_threads
 
         def decode(x: torch.Tensor, kind: int, lo: int, hi: int, tau: float, softmax: int) -> torch.Tensor:
-            y = empty(x.shape, dtype=f32)
+            y = empty_like(x)  # x is float32 and contiguous; empty(x.shape) parses the Size (~3 µs more)
             rc = fn(x.data_ptr(), rp, p1, p2, d, m, n, kind, lo, hi, tau, softmax, y.data_ptr(), None, nt())
             if rc < 0:
                 _check(rc, "routed decode")
