@@ -80,6 +80,38 @@ def test_select_one_boundaries_and_ties():
     assert SwitchK(0.9, 2, 2).select_one(tied) == [1, 2]
 
 
+def test_subclassed_policies_keep_their_own_rule():
+    """A subclass that redefines select is routed by it on every path, the C decode kernel's
+    built-in rules included (kernel_rule is None for subclasses)."""
+
+    class FirstExpert(TopP):
+        def select(self, logits):
+            mask = torch.zeros_like(logits, dtype=torch.bool)
+            mask[:, 0] = True
+            return mask
+
+    class Always2(TopK):
+        def select(self, logits):
+            return TopK(2).select(-logits)  # the two *smallest* logits
+
+    model, _ = tiny_llama("tiny-llama-odd", seed=3)
+    moe.moefy(model, num_experts=4)
+    block = model.model.layers[0].mlp
+    nn.init.normal_(block.router.weight, std=0.5)
+    x = torch.randn(1, 5, block.hidden_size)
+    for pol in (FirstExpert(0.5), Always2(2)):
+        assert pol.kernel_rule(4) is None
+        block.set_policy(pol)
+        with torch.no_grad():
+            full = block(x)  # tensor path: pol.select
+            for t in range(x.shape[1]):  # decode path, kernels on where available
+                one = block(x[:, t : t + 1])
+                assert torch.allclose(one, full[:, t : t + 1], atol=1e-5), (pol, t)
+        logits = block.router(x[0, 0])
+        assert pol.select_one(logits) == pol.select(logits[None])[0].nonzero().flatten().tolist()
+    assert TopP(0.5).kernel_rule(4) == (1, 1, 4, 0.5) and SwitchK(0.5, 1, 3).kernel_rule(4) == (2, 1, 3, 0.5)
+
+
 def test_set_policy_checks_values_and_lengths():
     model, _ = tiny_llama("tiny-llama")
     with pytest.raises(moe.UnsupportedModelError):

@@ -82,7 +82,9 @@ class Policy:
     def kernel_rule(self, num_experts: int) -> tuple[int, int, int, float] | None:
         """``(kind, k_min, k_max, tau)`` for the C decode kernel's routing
         (:meth:`labkit.moe.kernels.MoEKernels.rule_decoder`: kind 0 top-k, 1 top-p, 2 switch), or
-        None when the kernel cannot apply this policy (it then routes in Python)."""
+        None when the kernel cannot apply this policy (it then routes in Python). Subclasses of
+        the built-in policies get None (and the generic :meth:`select_one`) unless they define
+        their own: the kernel knows only the built-in rules."""
         return None
 
     def validate(self, num_experts: int) -> None:
@@ -155,6 +157,8 @@ class TopK(Policy):
     def select_one(self, logits: torch.Tensor) -> list[int]:
         # N is small (≤ a few dozen): ranking the logits in Python is cheaper than topk + tolist.
         # Ties go to the lower expert id (torch.topk leaves the order of exact ties unspecified).
+        if type(self) is not TopK:  # a subclass may have its own select
+            return super().select_one(logits)
         vals = logits.tolist()
         return sorted(sorted(range(len(vals)), key=lambda i: -vals[i])[: self.k])
 
@@ -162,7 +166,7 @@ class TopK(Policy):
         return float(min(self.k, num_experts))
 
     def kernel_rule(self, num_experts: int) -> tuple[int, int, int, float] | None:
-        return (0, self.k, self.k, 0.0)
+        return (0, self.k, self.k, 0.0) if type(self) is TopK else None
 
     def validate(self, num_experts: int) -> None:
         if not 1 <= self.k <= num_experts:
@@ -191,6 +195,8 @@ class TopP(Policy):
     def select_one(self, logits: torch.Tensor) -> list[int]:
         # as select: cumulative sums accumulated in float64 and stored in float32 (torch.cumsum on
         # a CPU), compared with the float32 threshold; ties to the lower expert id
+        if type(self) is not TopP:  # a subclass may have its own select
+            return super().select_one(logits)
         order, p = _ranked_softmax(logits)
         thresh = _f32([self.tau - 1e-7])[0]
         k = 1 + sum(c < thresh for c in _f32(list(accumulate(p))))
@@ -202,6 +208,8 @@ class TopP(Policy):
         return float(min(self.k_max or num_experts, num_experts))
 
     def kernel_rule(self, num_experts: int) -> tuple[int, int, int, float] | None:
+        if type(self) is not TopP:
+            return None
         return (1, self.k_min, min(self.k_max or num_experts, num_experts), self.tau)
 
     def validate(self, num_experts: int) -> None:
@@ -232,6 +240,8 @@ class SwitchK(Policy):
         return _mask_from_k(logits, k)
 
     def select_one(self, logits: torch.Tensor) -> list[int]:
+        if type(self) is not SwitchK:  # a subclass may have its own select
+            return super().select_one(logits)
         order, p = _ranked_softmax(logits)  # ties to the lower expert id
         k = self.k_min if p[0] >= _f32([self.tau])[0] else self.k_max
         return sorted(order[:k])
@@ -240,7 +250,7 @@ class SwitchK(Policy):
         return float(self.k_max)
 
     def kernel_rule(self, num_experts: int) -> tuple[int, int, int, float] | None:
-        return (2, self.k_min, self.k_max, self.tau)
+        return (2, self.k_min, self.k_max, self.tau) if type(self) is SwitchK else None
 
     def validate(self, num_experts: int) -> None:
         if not 0.0 <= self.tau <= 1.0:
