@@ -162,9 +162,9 @@ class MoEKernels:
         the policies' ``select_one`` computes it. The decode step of a small FFN is tens of
         microseconds, so the few Python operations saved here (shape reads, attribute lookups)
         are measurable; and routing in the same call leaves no gap between the router's product
-        and the experts' kernel (on the 2-vCPU VM of the benchmarks, a 15-40 µs gap between two
-        threaded kernel calls cost 10-40 µs more). The returned function keeps the weight tensors
-        alive (``f.weights``); rebuild it when they are replaced.
+        and the experts' kernel (on the 2-vCPU VM of the benchmarks, Python work of 14 or 43 µs
+        between two threaded kernel calls made the pair 15 or 37 µs slower still). The returned
+        function keeps the weight tensors alive (``f.weights``); rebuild it when they are replaced.
         """
         fn = self.lib.lk_moe_decode_rule
         d, m, n = w1.shape[1], w2.shape[1], router.shape[0]
