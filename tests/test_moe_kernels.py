@@ -263,9 +263,9 @@ def test_topk_decode_kernel_routes_like_the_policy(nthreads, threads):
     y = torch.empty(d)
     out = torch.empty(2, dtype=torch.int64)
     ptrs = (x.data_ptr(), wr.data_ptr(), w1.data_ptr(), w2.data_ptr())
-    assert k.lib.lk_moe_decode_topk(*ptrs, d, m, 6, 2, 0, y.data_ptr(), out.data_ptr(), 1) == 0
+    assert k.lib.lk_moe_decode_rule(*ptrs, d, m, 6, 0, 2, 2, 0.0, 0, y.data_ptr(), out.data_ptr(), 1) == 2
     assert out.tolist() == [1, 4] == block.policy.__class__(2).select_one(wr @ x)
-    assert k.lib.lk_moe_decode_topk(*ptrs, d, m, 6, 7, 0, y.data_ptr(), None, 1) == -3  # k > N
+    assert k.lib.lk_moe_decode_rule(*ptrs, d, m, 6, 0, 7, 7, 0.0, 0, y.data_ptr(), None, 1) == -3  # k > N
     if k.has_prefill:
         xt = torch.zeros(3, d)
         xt[:, 0] = 2.0

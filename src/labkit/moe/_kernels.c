@@ -13,7 +13,7 @@
  *   stage 1 h = sum_i x_i w1[e, i, :] over the k*d (expert, input) rows; stage 2
  *   y = sum_(e,r) g[e, r] w2[e, r, :] over the k*m (expert, neuron) rows.
  * lk_moe_decode_rule: the same with the routing done here (router logits, a top-k, top-p or switch
- *   rule, weights); lk_moe_decode_topk: its top-k case.
+ *   rule, weights).
  * lk_moe_prefill: T tokens with a selection mask [T, N] (and optional weights [T, N]). Tokens are
  *   cut into blocks; a thread owns a block: for each expert it gathers the block's tokens routed
  *   there into a thread-local buffer, runs gate/up and down as single-threaded BLAS sgemm calls,
@@ -31,7 +31,7 @@
 #include <unistd.h>
 
 #define LK_ABI 5
-#define LK_MAX_EXPERTS 1024 /* lk_moe_decode_topk's stack arrays */
+#define LK_MAX_EXPERTS 1024 /* lk_moe_decode_rule's stack arrays */
 
 typedef void (*lk_sgemm_fn)(const char *, const char *, const int *, const int *, const int *,
                             const float *, const float *, const int *, const float *, const int *,
@@ -370,14 +370,6 @@ int lk_moe_decode_rule(const float *x, const float *wr, const float *w1, const f
     return rc < 0 ? rc : (int)k;
 }
 
-/* Top-k (lk_moe_decode_rule's kind 0): returns 0, or the negative codes of lk_moe_decode_rule. */
-int lk_moe_decode_topk(const float *x, const float *wr, const float *w1, const float *w2, int64_t d,
-                       int64_t m, int64_t n_exp, int64_t k, int softmax, float *y, int64_t *out_idx,
-                       int nthreads) {
-    const int rc = lk_moe_decode_rule(x, wr, w1, w2, d, m, n_exp, 0, k, k, 0.0, softmax, y, out_idx, nthreads);
-    return rc < 0 ? rc : 0;
-}
-
 /* Copies `n` floats of row `src` to `dst` (add: dst += src), after prefetching row `next` (may be
  * NULL): gathered and scattered rows are scattered in memory, so the next row's cache misses
  * overlap this row's copy instead of following it. */
@@ -628,7 +620,7 @@ static void lk_route_topk(const void *ctx_, int64_t t0, int64_t t1, int32_t *lis
     }
 }
 
-/* Top-k prefill, router included (wr [N, d]): as lk_moe_decode_topk for every token of x [T, d].
+/* Top-k prefill, router included (wr [N, d]): as lk_moe_decode_rule's top-k for every token of x [T, d].
  * Returns 0, -1 (no BLAS), -2 (scratch memory), -3 (k or N out of range) or -4 (`packed` shape). */
 int lk_moe_prefill_topk(const float *x, int64_t T, int64_t d, const float *wr, const float *w1, const float *w2,
                         const void *packed, int64_t n_exp, int64_t m, int64_t k, int softmax, float *y, int64_t block, int64_t chunk,

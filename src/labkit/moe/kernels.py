@@ -48,7 +48,7 @@ __all__ = ["MoEKernels", "PackedExperts", "dispatch", "get", "prefill_block"]
 _SOURCE = Path(__file__).with_name("_kernels.c")
 _ABI = 5
 RULE_TOPK, RULE_TOPP, RULE_SWITCH = 0, 1, 2  # lk_moe_decode_rule's kinds
-MAX_TOPK_EXPERTS = 1024  # LK_MAX_EXPERTS in _kernels.c
+MAX_TOPK_EXPERTS = 1024  # LK_MAX_EXPERTS in _kernels.c (routed decode)
 _LOCK = threading.Lock()
 _STATE: dict = {}
 _OFF = ("0", "false", "no", "off")
@@ -78,8 +78,6 @@ class MoEKernels:
         lib.lk_set_blas.restype = None
         lib.lk_moe_decode.argtypes = [_VP, _VP, _VP, _I64, _I64, _VP, _I64, _VP, _VP, _INT]
         lib.lk_moe_decode.restype = _INT
-        lib.lk_moe_decode_topk.argtypes = [_VP, _VP, _VP, _VP, _I64, _I64, _I64, _I64, _INT, _VP, _VP, _INT]
-        lib.lk_moe_decode_topk.restype = _INT
         lib.lk_moe_decode_rule.argtypes = [_VP, _VP, _VP, _VP, _I64, _I64, _I64, _INT, _I64, _I64, _DBL, _INT]
         lib.lk_moe_decode_rule.argtypes += [_VP, _VP, _INT]
         lib.lk_moe_decode_rule.restype = _INT
