@@ -352,20 +352,29 @@ def _packing_kernels() -> kernels.MoEKernels:
 
 @needs_cc
 @pytest.mark.parametrize("nthreads", [1, 2])
-def test_packed_weights_give_the_same_prefill(nthreads, threads):
-    """MKL-packed experts: both prefill kernels agree with the reference, for GEMM chunks above,
-    at and below the rows they were packed for (a larger chunk is clamped to them)."""
+@pytest.mark.parametrize("own", [False, True])
+@pytest.mark.parametrize(("d", "m"), [(41, 19), (68, 24), (50, 25)])
+def test_packed_weights_give_the_same_prefill(nthreads, own, d, m, threads):
+    """Packed experts, in MKL's layout or labkit's own panels (24 neurons, 48 output columns: the
+    shapes give partial and full panels): both prefill kernels agree with the reference, for GEMM
+    chunks above, at and below the rows they were packed for (a larger chunk is clamped to them)
+    and row groups of 1-8 tokens."""
     k = _packing_kernels()
+    if own and not k.has_own_gate_up:
+        pytest.skip("no AVX-512: MKL's layout only")
     threads(nthreads)
-    n, d, m, t = 5, 41, 19, 211
+    n, t = 5, 211
     w1, w2 = _experts(n, d, m, seed=5)
     x = torch.randn(t, d)
     mask = torch.rand(t, n) < 0.5
     mask[:, 2] = True
+    mask[7] = False  # a token with no expert gives exactly zero
+    mask[:, 4] = False  # an expert with no token is skipped
     wts = torch.rand(t, n) * mask
     ref = _reference(x, w1, w2, mask, wts)
-    packed = k.pack(w1, w2, rows=16)
-    assert packed is not None and packed.shape == (n, d, m)
+    packed = k.pack(w1, w2, rows=16, own=own)
+    assert packed is not None and packed.shape == (n, d, m) and packed.own == own
+    assert torch.count_nonzero(k.prefill(x, w1, w2, mask, wts, 64, 16, packed)[7]) == 0
     assert 0 < packed.resident_bytes <= 2 * (w1.numel() + w2.numel()) * 4 + (1 << 20)
     for block, chunk in ((7, 3), (64, 16), (300, 128)):
         y = k.prefill(x, w1, w2, mask, wts, block, chunk, packed)
@@ -379,6 +388,16 @@ def test_packed_weights_give_the_same_prefill(nthreads, threads):
     packed.free()
     packed.free()  # idempotent
     assert packed.handle is None
+
+
+@needs_cc
+def test_pack_picks_the_own_layout_for_experts_that_fit_in_l2():
+    """own=None: labkit's panels while an expert's gate/up panels take <= 512 KiB (d=576: m up to
+    ~113 neurons), MKL's layout above; without AVX-512 always MKL's."""
+    k = _packing_kernels()
+    small, large = k.pack(*_experts(2, 576, 96)), k.pack(*_experts(2, 576, 120))
+    assert small.own == k.has_own_gate_up and not large.own
+    assert not k.pack(*_experts(2, 576, 96), own=False).own
 
 
 @needs_cc

@@ -15,7 +15,10 @@ into a large buffer and scattering results back. The C kernels do each in one ca
 * :meth:`MoEKernels.pack`: the experts' weights in MKL's packed GEMM layout
   (``cblas_sgemm_pack``), so that the prefill GEMMs (``cblas_sgemm_compute``) do not re-pack
   them on every call; measured 1.03-1.11x faster prefill (median 1.06; 4096 tokens, SmolLM2 FFN
-  shape, the nine N, k rows) for a copy about the experts' size.
+  shape, the nine N, k rows) for a copy about the experts' size. Small experts (gate/up ≤ 512 KiB,
+  AVX-512 CPUs) are packed instead in labkit's own panels for register-tile kernels (8 tokens ×
+  48 columns) that read the tokens' rows where they are and add the results straight into the
+  output rows: no gather and no scatter pass, which cost a fifth of the time at N = 16.
 
 The library is built with the system C compiler (``$CC``, else ``cc``) with ``-O3 -march=native
 -fopenmp`` (512-bit vectors where accepted) into ``$LABKIT_CACHE/kernels/<key>/`` (key: source,
@@ -46,7 +49,7 @@ import torch
 __all__ = ["MoEKernels", "PackedExperts", "dispatch", "get", "prefill_block"]
 
 _SOURCE = Path(__file__).with_name("_kernels.c")
-_ABI = 5
+_ABI = 6
 RULE_TOPK, RULE_TOPP, RULE_SWITCH = 0, 1, 2  # lk_moe_decode_rule's kinds
 MAX_TOPK_EXPERTS = 1024  # LK_MAX_EXPERTS in _kernels.c (routed decode)
 _LOCK = threading.Lock()
@@ -92,7 +95,7 @@ class MoEKernels:
         lib.lk_set_pack.argtypes = [_VP, _VP, _VP]
         lib.lk_set_pack.restype = None
         lib.lk_has_pack.restype = _INT
-        lib.lk_pack_experts.argtypes = [_VP, _VP, _I64, _I64, _I64, _I64]
+        lib.lk_pack_experts.argtypes = [_VP, _VP, _I64, _I64, _I64, _I64, _INT]
         lib.lk_pack_experts.restype = _VP
         lib.lk_pack_free.argtypes = [_VP]
         lib.lk_pack_free.restype = None
@@ -100,11 +103,15 @@ class MoEKernels:
         lib.lk_pack_resident.restype = _I64
         lib.lk_pack_check.argtypes = [_VP, _VP, _VP]
         lib.lk_pack_check.restype = _INT
+        lib.lk_pack_own.argtypes = [_VP]
+        lib.lk_pack_own.restype = _INT
+        lib.lk_has_own.restype = _INT
         syms = _mkl_symbols()
         lib.lk_set_blas(syms["sgemm_"], syms["MKL_Set_Num_Threads_Local"])
         self.has_prefill = bool(lib.lk_has_blas())
         lib.lk_set_pack(*(syms[f"cblas_sgemm_{s}"] for s in ("pack_get_size", "pack", "compute")))
         self.has_pack = bool(lib.lk_has_pack())
+        self.has_own_gate_up = bool(lib.lk_has_own())
 
     def decode(
         self,
@@ -241,9 +248,19 @@ class MoEKernels:
         _check(rc, "top-k prefill")
         return y
 
-    def pack(self, w1: torch.Tensor, w2: torch.Tensor, rows: int = PREFILL_CHUNK) -> PackedExperts | None:
-        """The experts' weights (``w1 [N, d, 2m]``, ``w2 [N, m, d]``, float32, contiguous) in MKL's
-        packed GEMM layout for :meth:`prefill` / :meth:`prefill_topk` (GEMMs of ≤ ``rows`` rows).
+    def pack(
+        self, w1: torch.Tensor, w2: torch.Tensor, rows: int = PREFILL_CHUNK, own: bool | None = None
+    ) -> PackedExperts | None:
+        """The experts' weights (``w1 [N, d, 2m]``, ``w2 [N, m, d]``, float32, contiguous) packed
+        for :meth:`prefill` / :meth:`prefill_topk` (GEMMs of ≤ ``rows`` rows).
+
+        Two layouts: MKL's packed GEMM layout (the kernel gathers each expert's tokens, runs MKL's
+        GEMMs and adds the outputs back in a pass of its own), or labkit's own panels for AVX-512
+        register-tile kernels that read the tokens' rows in place and add the outputs straight into
+        them (``own``; AVX-512 builds only, see ``has_own_gate_up``). ``own=None`` picks the own
+        layout while an expert's gate/up panels take ≤ 512 KiB (they then stay in L2): at the
+        SmolLM2 FFN shape that is N = 16 experts, measured 1.02-1.28x as fast as MKL's there and
+        0.87-0.94x at N = 4 (``benchmarks/bench_moe.py``, 2-core Xeon). ``.own`` tells which one.
 
         A copy: it costs about as much memory as the weights, is not updated when they change (the
         caller rebuilds it) and is freed with the returned object. None when MKL's packed GEMM is
@@ -252,7 +269,8 @@ class MoEKernels:
         if not self.has_pack:
             return None
         n, d, m = w1.shape[0], w1.shape[1], w2.shape[1]
-        handle = self.lib.lk_pack_experts(w1.data_ptr(), w2.data_ptr(), n, d, m, rows)
+        layout = -1 if own is None else int(own)
+        handle = self.lib.lk_pack_experts(w1.data_ptr(), w2.data_ptr(), n, d, m, rows, layout)
         if not handle:
             return None
         packed = PackedExperts(self.lib, handle, (n, d, m))
@@ -271,6 +289,7 @@ class PackedExperts:
         self.handle: int | None = handle
         self.shape = shape  # (N, d, m)
         self.resident_bytes = int(lib.lk_pack_resident(handle))
+        self.own = bool(lib.lk_pack_own(handle))  # labkit's own panel layout, not MKL's
 
     def matches(self, w1: torch.Tensor, w2: torch.Tensor) -> bool:
         """Whether 128 evenly spaced elements of each of ``w1``, ``w2`` (same shapes as packed)
@@ -435,9 +454,11 @@ def _self_test(k: MoEKernels) -> None:
     got = k.decode(x[0].contiguous(), w1, w2, arr, len(ids), wts[0, ids].contiguous()).numpy()
     if np.abs(got - ref[0]).max() > 1e-4 * scale:
         raise RuntimeError("decode kernel self-test mismatch")
-    packed = k.pack(w1, w2, rows=4) if k.has_prefill else None
+    packed = k.pack(w1, w2, rows=4, own=False) if k.has_prefill else None
+    own = k.pack(w1, w2, rows=4, own=True) if k.has_prefill and k.has_own_gate_up else None
     if k.has_prefill:
         cases = ((1, 1, None), (7, 3, None), (64, 128, None), (7, 3, packed), (64, 128, packed))
+        cases += ((7, 3, own), (64, 128, own)) if own is not None else ()
         for block, chunk, pk in cases:
             got = k.prefill(x, w1, w2, mask, wts, block, chunk, pk).numpy()
             if np.abs(got - ref).max() > 1e-4 * scale:
