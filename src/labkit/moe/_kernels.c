@@ -444,51 +444,57 @@ static inline void lk_row_copy(float *restrict dst, const float *restrict src, c
 }
 
 #ifdef __AVX512F__
-/* g[r, 0:nn] = (SiLU(a_r Wg) * (a_r Wu)) * sc[r] for the nr <= LK_GU_ROWS token rows a_r (pointers
- * into x: the rows are read where they are, no gather) and one gate/up panel q [d][48] (24 gate
- * then 24 up columns; nn <= 24 neurons kept). Register tiles of 8 rows x 48 columns: per input
- * element 3 vector loads of q, 8 broadcasts and 24 FMAs. (Prefetching the next rows during the last
- * panel measured no faster: 0.97-1.07x.) */
-static void lk_gate_up_8(const float *const *a, int nr, const float *q, int64_t d,
-                         int64_t nn, float *g, int64_t ldg, const float *sc) {
-    const float *a0 = a[0], *a1 = a[nr > 1], *a2 = a[nr > 2 ? 2 : 0], *a3 = a[nr > 3 ? 3 : 0],
-                *a4 = a[nr > 4 ? 4 : 0], *a5 = a[nr > 5 ? 5 : 0], *a6 = a[nr > 6 ? 6 : 0], *a7 = a[nr > 7 ? 7 : 0];
+/* t[r, 0:48] = a_r[0:K] q for 8 rows a_r (pointers; short row groups repeat a row) and a panel q
+ * [K][48] (row stride 48): register tiles of 8 rows x 48 columns, per k 3 vector loads of q, 8
+ * broadcasts and 24 FMAs. The micro-kernel of both own-layout stages. */
+static inline __attribute__((always_inline)) void lk_tile_8x48(const float *const *a, const float *q, int64_t K,
+                                                              float t[LK_GU_ROWS][48]) {
+    const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5], *a6 = a[6], *a7 = a[7];
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00, c20 = c00,
            c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00, c40 = c00, c41 = c00, c42 = c00, c50 = c00,
            c51 = c00, c52 = c00, c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
-    for (int64_t i = 0; i < d; ++i) {
+    for (int64_t i = 0; i < K; ++i) {
         const __m512 b0 = _mm512_loadu_ps(q), b1 = _mm512_loadu_ps(q + 16), b2 = _mm512_loadu_ps(q + 32);
-        q += 2 * LK_GU_NEURONS;
+        q += 48;
         __m512 v;
-#define LK_GU_ROW(ar, x0, x1, x2)                                                                                \
+#define LK_TILE_ROW(ar, x0, x1, x2)                                                                              \
     v = _mm512_set1_ps(ar[i]);                                                                                  \
     x0 = _mm512_fmadd_ps(v, b0, x0);                                                                            \
     x1 = _mm512_fmadd_ps(v, b1, x1);                                                                            \
     x2 = _mm512_fmadd_ps(v, b2, x2);
-        LK_GU_ROW(a0, c00, c01, c02)
-        LK_GU_ROW(a1, c10, c11, c12)
-        LK_GU_ROW(a2, c20, c21, c22)
-        LK_GU_ROW(a3, c30, c31, c32)
-        LK_GU_ROW(a4, c40, c41, c42)
-        LK_GU_ROW(a5, c50, c51, c52)
-        LK_GU_ROW(a6, c60, c61, c62)
-        LK_GU_ROW(a7, c70, c71, c72)
-#undef LK_GU_ROW
+        LK_TILE_ROW(a0, c00, c01, c02)
+        LK_TILE_ROW(a1, c10, c11, c12)
+        LK_TILE_ROW(a2, c20, c21, c22)
+        LK_TILE_ROW(a3, c30, c31, c32)
+        LK_TILE_ROW(a4, c40, c41, c42)
+        LK_TILE_ROW(a5, c50, c51, c52)
+        LK_TILE_ROW(a6, c60, c61, c62)
+        LK_TILE_ROW(a7, c70, c71, c72)
+#undef LK_TILE_ROW
     }
-    float t[LK_GU_ROWS][2 * LK_GU_NEURONS] __attribute__((aligned(64)));
-#define LK_GU_ST(r, x0, x1, x2)                                                                                  \
+#define LK_TILE_ST(r, x0, x1, x2)                                                                                \
     _mm512_store_ps(t[r], x0);                                                                                  \
     _mm512_store_ps(t[r] + 16, x1);                                                                             \
     _mm512_store_ps(t[r] + 32, x2);
-    LK_GU_ST(0, c00, c01, c02)
-    LK_GU_ST(1, c10, c11, c12)
-    LK_GU_ST(2, c20, c21, c22)
-    LK_GU_ST(3, c30, c31, c32)
-    LK_GU_ST(4, c40, c41, c42)
-    LK_GU_ST(5, c50, c51, c52)
-    LK_GU_ST(6, c60, c61, c62)
-    LK_GU_ST(7, c70, c71, c72)
-#undef LK_GU_ST
+    LK_TILE_ST(0, c00, c01, c02)
+    LK_TILE_ST(1, c10, c11, c12)
+    LK_TILE_ST(2, c20, c21, c22)
+    LK_TILE_ST(3, c30, c31, c32)
+    LK_TILE_ST(4, c40, c41, c42)
+    LK_TILE_ST(5, c50, c51, c52)
+    LK_TILE_ST(6, c60, c61, c62)
+    LK_TILE_ST(7, c70, c71, c72)
+#undef LK_TILE_ST
+}
+
+/* g[r, 0:nn] = (SiLU(a_r Wg) * (a_r Wu)) * sc[r] for the nr <= LK_GU_ROWS token rows a_r (pointers
+ * into x: the rows are read where they are, no gather) and one gate/up panel q [d][48] (24 gate
+ * then 24 up columns; nn <= 24 neurons kept). (Prefetching the next rows during the last panel
+ * measured no faster: 0.97-1.07x.) */
+static void lk_gate_up_8(const float *const *a, int nr, const float *q, int64_t d, int64_t nn, float *g, int64_t ldg,
+                         const float *sc) {
+    float t[LK_GU_ROWS][48] __attribute__((aligned(64)));
+    lk_tile_8x48(a, q, d, t);
     for (int r = 0; r < nr; ++r) {
         float *gr = g + r * ldg;
         const float s = sc ? sc[r] : 1.0f;
@@ -528,58 +534,28 @@ static void lk_gate_up(const float *x, int64_t d, int64_t m, const int32_t *tok,
  * yn (NULL: none) are prefetched for writing. */
 static void lk_down_8(const float *g, int64_t ldg, int nr, const float *q, int64_t m, float *const *yr,
                       const uint8_t *add, float *const *yn, int64_t nd) {
-    const float *g0 = g, *g1 = g + (nr > 1) * ldg, *g2 = g + (nr > 2 ? 2 : 0) * ldg, *g3 = g + (nr > 3 ? 3 : 0) * ldg,
-                *g4 = g + (nr > 4 ? 4 : 0) * ldg, *g5 = g + (nr > 5 ? 5 : 0) * ldg, *g6 = g + (nr > 6 ? 6 : 0) * ldg,
-                *g7 = g + (nr > 7 ? 7 : 0) * ldg;
+    const float *a[LK_GU_ROWS];
+    for (int r = 0; r < LK_GU_ROWS; ++r) a[r] = g + (r < nr ? r : 0) * ldg;
     if (yn)
         for (int r = 0; r < LK_GU_ROWS; ++r)
             for (int64_t j = 0; j < nd; j += 16) __builtin_prefetch(yn[r] + j, 1, 3);
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00, c20 = c00,
-           c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00, c40 = c00, c41 = c00, c42 = c00, c50 = c00,
-           c51 = c00, c52 = c00, c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
-    for (int64_t i = 0; i < m; ++i) {
-        const __m512 b0 = _mm512_loadu_ps(q), b1 = _mm512_loadu_ps(q + 16), b2 = _mm512_loadu_ps(q + 32);
-        q += LK_DN_COLS;
-        __m512 v;
-#define LK_DN_ROW(ar, x0, x1, x2)                                                                                \
-    v = _mm512_set1_ps(ar[i]);                                                                                  \
-    x0 = _mm512_fmadd_ps(v, b0, x0);                                                                            \
-    x1 = _mm512_fmadd_ps(v, b1, x1);                                                                            \
-    x2 = _mm512_fmadd_ps(v, b2, x2);
-        LK_DN_ROW(g0, c00, c01, c02)
-        LK_DN_ROW(g1, c10, c11, c12)
-        LK_DN_ROW(g2, c20, c21, c22)
-        LK_DN_ROW(g3, c30, c31, c32)
-        LK_DN_ROW(g4, c40, c41, c42)
-        LK_DN_ROW(g5, c50, c51, c52)
-        LK_DN_ROW(g6, c60, c61, c62)
-        LK_DN_ROW(g7, c70, c71, c72)
-#undef LK_DN_ROW
-    }
+    float t[LK_GU_ROWS][48] __attribute__((aligned(64)));
+    lk_tile_8x48(a, q, m, t);
     const __mmask16 k0 = nd >= 16 ? 0xFFFF : (__mmask16)((1u << nd) - 1),
                     k1 = nd >= 32 ? 0xFFFF : nd <= 16 ? 0 : (__mmask16)((1u << (nd - 16)) - 1),
                     k2 = nd >= 48 ? 0xFFFF : nd <= 32 ? 0 : (__mmask16)((1u << (nd - 32)) - 1);
-#define LK_DN_ST(r, x0, x1, x2)                                                                                  \
-    if (r < nr) {                                                                                               \
-        float *o = yr[r];                                                                                       \
-        if (add[r]) {                                                                                           \
-            x0 = _mm512_add_ps(x0, _mm512_maskz_loadu_ps(k0, o));                                              \
-            x1 = _mm512_add_ps(x1, _mm512_maskz_loadu_ps(k1, o + 16));                                         \
-            x2 = _mm512_add_ps(x2, _mm512_maskz_loadu_ps(k2, o + 32));                                         \
-        }                                                                                                       \
-        _mm512_mask_storeu_ps(o, k0, x0);                                                                       \
-        _mm512_mask_storeu_ps(o + 16, k1, x1);                                                                  \
-        _mm512_mask_storeu_ps(o + 32, k2, x2);                                                                  \
+    for (int r = 0; r < nr; ++r) {
+        float *o = yr[r];
+        __m512 x0 = _mm512_load_ps(t[r]), x1 = _mm512_load_ps(t[r] + 16), x2 = _mm512_load_ps(t[r] + 32);
+        if (add[r]) {
+            x0 = _mm512_add_ps(x0, _mm512_maskz_loadu_ps(k0, o));
+            x1 = _mm512_add_ps(x1, _mm512_maskz_loadu_ps(k1, o + 16));
+            x2 = _mm512_add_ps(x2, _mm512_maskz_loadu_ps(k2, o + 32));
+        }
+        _mm512_mask_storeu_ps(o, k0, x0);
+        _mm512_mask_storeu_ps(o + 16, k1, x1);
+        _mm512_mask_storeu_ps(o + 32, k2, x2);
     }
-    LK_DN_ST(0, c00, c01, c02)
-    LK_DN_ST(1, c10, c11, c12)
-    LK_DN_ST(2, c20, c21, c22)
-    LK_DN_ST(3, c30, c31, c32)
-    LK_DN_ST(4, c40, c41, c42)
-    LK_DN_ST(5, c50, c51, c52)
-    LK_DN_ST(6, c60, c61, c62)
-    LK_DN_ST(7, c70, c71, c72)
-#undef LK_DN_ST
 }
 
 /* y[t] (+)= g[r] W2e for the c tokens tok[r] (~t: store, t: add) of one expert: row groups outer,
