@@ -360,7 +360,7 @@ def test_packed_weights_give_the_same_prefill(nthreads, own, d, m, threads):
     chunks above, at and below the rows they were packed for (a larger chunk is clamped to them)
     and row groups of 1-8 tokens."""
     k = _packing_kernels()
-    if own and not k.has_own_gate_up:
+    if own and not k.has_own_layout:
         pytest.skip("no AVX-512: MKL's layout only")
     threads(nthreads)
     n, t = 5, 211
@@ -392,11 +392,11 @@ def test_packed_weights_give_the_same_prefill(nthreads, own, d, m, threads):
 
 @needs_cc
 def test_pack_picks_the_own_layout_for_experts_that_fit_in_l2():
-    """own=None: labkit's panels while an expert's gate/up panels take <= 512 KiB (d=576: m up to
-    ~113 neurons), MKL's layout above; without AVX-512 always MKL's."""
+    """own=None: labkit's panels while an expert's gate/up panels take <= 512 KiB (d=576: up to 4
+    panels of 24 neurons, m <= 96), MKL's layout above; without AVX-512 always MKL's."""
     k = _packing_kernels()
-    small, large = k.pack(*_experts(2, 576, 96)), k.pack(*_experts(2, 576, 120))
-    assert small.own == k.has_own_gate_up and not large.own
+    small, large = k.pack(*_experts(2, 576, 96)), k.pack(*_experts(2, 576, 97))
+    assert small.own == k.has_own_layout and not large.own
     assert not k.pack(*_experts(2, 576, 96), own=False).own
 
 

@@ -111,7 +111,7 @@ class MoEKernels:
         self.has_prefill = bool(lib.lk_has_blas())
         lib.lk_set_pack(*(syms[f"cblas_sgemm_{s}"] for s in ("pack_get_size", "pack", "compute")))
         self.has_pack = bool(lib.lk_has_pack())
-        self.has_own_gate_up = bool(lib.lk_has_own())
+        self.has_own_layout = bool(lib.lk_has_own())
 
     def decode(
         self,
@@ -257,7 +257,7 @@ class MoEKernels:
         Two layouts: MKL's packed GEMM layout (the kernel gathers each expert's tokens, runs MKL's
         GEMMs and adds the outputs back in a pass of its own), or labkit's own panels for AVX-512
         register-tile kernels that read the tokens' rows in place and add the outputs straight into
-        them (``own``; AVX-512 builds only, see ``has_own_gate_up``). ``own=None`` picks the own
+        them (``own``; AVX-512 builds only, see ``has_own_layout``). ``own=None`` picks the own
         layout while an expert's gate/up panels take ≤ 512 KiB (they then stay in L2): at the
         SmolLM2 FFN shape that is N = 16 experts, where it measured 1.04-1.10x as fast as MKL's
         (median of 25 paired calls, 4096 tokens, 2-core Xeon), against 1.01x at N = 8 and 0.94x at
@@ -456,7 +456,7 @@ def _self_test(k: MoEKernels) -> None:
     if np.abs(got - ref[0]).max() > 1e-4 * scale:
         raise RuntimeError("decode kernel self-test mismatch")
     packed = k.pack(w1, w2, rows=4, own=False) if k.has_prefill else None
-    own = k.pack(w1, w2, rows=4, own=True) if k.has_prefill and k.has_own_gate_up else None
+    own = k.pack(w1, w2, rows=4, own=True) if k.has_prefill and k.has_own_layout else None
     if k.has_prefill:
         cases = ((1, 1, None), (7, 3, None), (64, 128, None), (7, 3, packed), (64, 128, packed))
         cases += ((7, 3, own), (64, 128, own)) if own is not None else ()
