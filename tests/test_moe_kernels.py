@@ -391,6 +391,24 @@ def test_packed_weights_give_the_same_prefill(nthreads, own, d, m, threads):
 
 
 @needs_cc
+def test_own_layout_runs_large_experts_in_panel_sets():
+    """own=True for experts past the 512 KiB rule (d=576, m=250: 11 gate/up panels in sets of 4,
+    12 down panels in sets of 10, a partial last gate/up panel): same prefill as the reference."""
+    k = _packing_kernels()
+    if not k.has_own_layout:
+        pytest.skip("no AVX-512: MKL's layout only")
+    n, d, m, t = 3, 576, 250, 70
+    w1, w2 = _experts(n, d, m, seed=9)
+    x = torch.randn(t, d)
+    mask = torch.rand(t, n) < 0.6
+    wts = torch.rand(t, n) * mask
+    packed = k.pack(w1, w2, own=True)
+    assert packed is not None and packed.own
+    y = k.prefill(x, w1, w2, mask, wts, 32, 128, packed)
+    assert _rel(y, _reference(x, w1, w2, mask, wts)) < 1e-5
+
+
+@needs_cc
 def test_pack_picks_the_own_layout_for_experts_that_fit_in_l2():
     """own=None: labkit's panels while an expert's gate/up panels take <= 512 KiB (d=576: up to 4
     panels of 24 neurons, m <= 96), MKL's layout above; without AVX-512 always MKL's."""

@@ -505,7 +505,8 @@ static void lk_gate_up_8(const float *const *a, int nr, const float *q, int64_t 
 
 /* g[r, 0:m] (row stride ldg) for the c tokens tok[0..c-1] of one expert (~t: token t), from x
  * [T, d] and the expert's panels q: row groups outer, so that a group's rows stay in L1 over the
- * panels, which stay in L2 (own layout only for experts whose panels take <= LK_OWN_MAX_BYTES). */
+ * panels, which stay in L2; an expert whose panels take more than LK_OWN_MAX_BYTES (own=1 forced)
+ * runs in sets of panels that fit, the rows re-read once per set. */
 static void lk_gate_up(const float *x, int64_t d, int64_t m, const int32_t *tok, int c, const float *q, float *g,
                        int64_t ldg, const float *sc) {
     const int64_t np = (m + LK_GU_NEURONS - 1) / LK_GU_NEURONS, panel = d * 2 * LK_GU_NEURONS;
@@ -607,36 +608,30 @@ static void lk_block_experts(const float *x, int64_t d, const float *w1, const f
             const int c = (cnt[e] - c0 < chunk) ? cnt[e] - c0 : (int)chunk;
             const int32_t *tok = lists + e * stride + c0;
             const float *tw = lw ? lw + e * stride + c0 : NULL;
-            const int M = c;
 #ifdef __AVX512F__
-            if (pk && pk->own) /* g = h[:, :m] straight from the token rows */
+            if (pk && pk->own) { /* read from the token rows, added into theirs: no xs, no o */
                 lk_gate_up(x, d, m, tok, c, pk->p1[e], h, m2, tw);
-            else
-#endif
-            {
-                for (int r = 0; r < c; ++r) {
-                    const int32_t t = tok[r] < 0 ? ~tok[r] : tok[r];
-                    const int32_t tn = r + 1 < c ? (tok[r + 1] < 0 ? ~tok[r + 1] : tok[r + 1]) : -1;
-                    lk_row_copy(xs + (int64_t)r * d, x + (int64_t)t * d, tn < 0 ? NULL : x + (int64_t)tn * d, d, 0);
-                }
-                /* row-major h[c, 2m] = xs[c, d] @ w1[e][d, 2m], as column-major h^T = w1^T xs^T */
-                if (pk)
-                    lk_compute(LK_ROW_MAJOR, LK_NO_TRANS, LK_PACKED, M, N2, Kd, xs, Kd, pk->p1[e], N2, 0.0f, h, N2);
-                else
-                    lk_sgemm("N", "N", &N2, &M, &Kd, &one, w1 + e * d * m2, &N2, xs, &Kd, &zero, h, &N2);
-                for (int r = 0; r < c; ++r) {
-                    float *hr = h + (int64_t)r * m2;
-                    const float sc = tw ? tw[r] : 1.0f;
-#pragma omp simd
-                    for (int64_t q = 0; q < m; ++q) hr[q] = lk_silu(hr[q]) * hr[m + q] * sc;
-                }
-            }
-#ifdef __AVX512F__
-            if (pk && pk->own) {
                 lk_down(h, m2, m, tok, c, pk->p2[e], y, d);
                 continue;
             }
 #endif
+            for (int r = 0; r < c; ++r) {
+                const int32_t t = tok[r] < 0 ? ~tok[r] : tok[r];
+                const int32_t tn = r + 1 < c ? (tok[r + 1] < 0 ? ~tok[r + 1] : tok[r + 1]) : -1;
+                lk_row_copy(xs + (int64_t)r * d, x + (int64_t)t * d, tn < 0 ? NULL : x + (int64_t)tn * d, d, 0);
+            }
+            /* row-major h[c, 2m] = xs[c, d] @ w1[e][d, 2m], as column-major h^T = w1^T xs^T */
+            const int M = c;
+            if (pk)
+                lk_compute(LK_ROW_MAJOR, LK_NO_TRANS, LK_PACKED, M, N2, Kd, xs, Kd, pk->p1[e], N2, 0.0f, h, N2);
+            else
+                lk_sgemm("N", "N", &N2, &M, &Kd, &one, w1 + e * d * m2, &N2, xs, &Kd, &zero, h, &N2);
+            for (int r = 0; r < c; ++r) {
+                float *hr = h + (int64_t)r * m2;
+                const float sc = tw ? tw[r] : 1.0f;
+#pragma omp simd
+                for (int64_t q = 0; q < m; ++q) hr[q] = lk_silu(hr[q]) * hr[m + q] * sc;
+            }
             /* o[c, d] = g[c, m] (row stride 2m) @ w2[e][m, d] */
             if (pk)
                 lk_compute(LK_ROW_MAJOR, LK_NO_TRANS, LK_PACKED, M, Nd, Km, h, N2, pk->p2[e], Nd, 0.0f, o, Nd);
