@@ -392,7 +392,7 @@ def test_packed_weights_give_the_same_prefill(nthreads, own, d, m, threads):
 
 @needs_cc
 def test_own_layout_runs_large_experts_in_panel_sets():
-    """own=True for experts past the 512 KiB rule (d=576, m=250: 11 gate/up panels in sets of 4,
+    """own=True for experts past the 512 KiB rule (d=576, m=250: 11 gate/up panels one by one,
     12 down panels in sets of 10, a partial last gate/up panel): same prefill as the reference."""
     k = _packing_kernels()
     if not k.has_own_layout:

@@ -90,10 +90,11 @@ int lk_has_pack(void) { return lk_pack_size && lk_pack && lk_compute && lk_sgemm
 #define LK_GU_NEURONS 24 /* neurons per gate/up panel: 3 AVX-512 vectors of columns */
 #define LK_GU_ROWS 8     /* tokens per gate/up micro-kernel call (8 x 3 accumulators) */
 #define LK_DN_COLS 48    /* output columns per down-projection panel */
-/* Own layout (auto) while an expert's gate/up panels take at most this many bytes (they then stay in
- * a core's L2 while a row group runs over them). Measured at d=576 (bench_moe.py shape), 4096
- * tokens, 2 cores, against MKL's packed GEMMs with gathered rows and a scatter pass: m=96 (442 KB)
- * 1.04-1.10x as fast (median of 25 paired calls), m=192 1.01x, m=384 0.94x. */
+/* Own layout (auto) while an expert's gate/up panels take at most this many bytes; lk_down runs its
+ * panels in sets of this size. Measured (gate/up then with row groups outer, all panels per group)
+ * at d=576 (bench_moe.py shape), 4096 tokens, 2 cores, against MKL's packed GEMMs with gathered
+ * rows and a scatter pass: m=96 (442 KB) 1.04-1.10x as fast (median of 25 paired calls), m=192
+ * 1.01x, m=384 0.94x. */
 #define LK_OWN_MAX_BYTES (512 << 10)
 #define LK_PROBES 128 /* weights sampled per matrix at pack time (lk_pack_check) */
 
@@ -504,16 +505,18 @@ static void lk_gate_up_8(const float *const *a, int nr, const float *q, int64_t 
 }
 
 /* g[r, 0:m] (row stride ldg) for the c tokens tok[0..c-1] of one expert (~t: token t), from x
- * [T, d] and the expert's panels q: row groups outer, so that a group's rows stay in L1 over the
- * panels, which stay in L2; an expert whose panels take more than LK_OWN_MAX_BYTES (own=1 forced)
- * runs in sets of panels that fit, the rows re-read once per set. */
+ * [T, d] and the expert's panels q: panels outer, row groups inner, so that the chunk's rows stay
+ * in L2 over the panels and one panel (d x 48 floats) at a time is read by all of its row groups.
+ * Against row groups outer (a group's rows in L1 over all panels, the panels in L2), at N = 16 on
+ * 2 cores: 1.01-1.13x as fast (median 1.06 over 11 comparisons: 5 runs of 31-201 paired calls
+ * after a 128 MB cache sweep at k = 4, 2 runs of 15 after a dense FFN at k = 4, 8, 12), about
+ * equal on one thread; the rows, gate/up panels, h and down panels of a 128-row chunk take more
+ * than a core's L2. */
 static void lk_gate_up(const float *x, int64_t d, int64_t m, const int32_t *tok, int c, const float *q, float *g,
                        int64_t ldg, const float *sc) {
     const int64_t np = (m + LK_GU_NEURONS - 1) / LK_GU_NEURONS, panel = d * 2 * LK_GU_NEURONS;
-    int64_t pstep = LK_OWN_MAX_BYTES / (panel * (int64_t)sizeof(float));
-    pstep = pstep < 1 ? 1 : pstep > np ? np : pstep;
-    for (int64_t p0 = 0; p0 < np; p0 += pstep) {
-        const int64_t p1 = p0 + pstep < np ? p0 + pstep : np;
+    for (int64_t p = 0; p < np; ++p) {
+        const int64_t nn = m - p * LK_GU_NEURONS < LK_GU_NEURONS ? m - p * LK_GU_NEURONS : LK_GU_NEURONS;
         for (int r0 = 0; r0 < c; r0 += LK_GU_ROWS) {
             const int nr = c - r0 < LK_GU_ROWS ? c - r0 : LK_GU_ROWS;
             const float *a[LK_GU_ROWS];
@@ -521,11 +524,8 @@ static void lk_gate_up(const float *x, int64_t d, int64_t m, const int32_t *tok,
                 const int32_t ta = tok[r0 + (r < nr ? r : 0)];
                 a[r] = x + (int64_t)(ta < 0 ? ~ta : ta) * d;
             }
-            for (int64_t p = p0; p < p1; ++p) {
-                const int64_t nn = m - p * LK_GU_NEURONS < LK_GU_NEURONS ? m - p * LK_GU_NEURONS : LK_GU_NEURONS;
-                lk_gate_up_8(a, nr, q + p * panel, d, nn,
-                             g + (int64_t)r0 * ldg + p * LK_GU_NEURONS, ldg, sc ? sc + r0 : NULL);
-            }
+            lk_gate_up_8(a, nr, q + p * panel, d, nn, g + (int64_t)r0 * ldg + p * LK_GU_NEURONS, ldg,
+                         sc ? sc + r0 : NULL);
         }
     }
 }
