@@ -259,9 +259,10 @@ class MoEKernels:
         register-tile kernels that read the tokens' rows in place and add the outputs straight into
         them (``own``; AVX-512 builds only, see ``has_own_layout``). ``own=None`` picks the own
         layout while an expert's gate/up panels take ≤ 512 KiB (they then stay in L2): at the
-        SmolLM2 FFN shape that is N = 16 experts, where it measured 1.04-1.10x as fast as MKL's
-        (median of 25 paired calls, 4096 tokens, 2-core Xeon), against 1.01x at N = 8 and 0.94x at
-        N = 4. ``.own`` tells which one was used.
+        SmolLM2 FFN shape that is N = 16 experts, where it measured 1.06-1.11x as fast as MKL's
+        (k = 4, 8, 12; median of 25 paired calls, 4096 tokens, 2-core Xeon), against 1.01x at N = 8
+        and 0.94x at N = 4 (measured before the gate/up kernel ran its panels outer, which gained
+        1.01-1.13x at N = 16). ``.own`` tells which one was used.
 
         A copy: it costs about as much memory as the weights, is not updated when they change (the
         caller rebuilds it) and is freed with the returned object. None when MKL's packed GEMM is
