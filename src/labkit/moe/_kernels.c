@@ -605,7 +605,7 @@ static void lk_block_experts(const float *x, int64_t d, const float *w1, const f
     if (pk && pk->own) {
         /* the token rows read in place and the outputs added into theirs: no xs, no o; h [chunk, m]
          * compact. (Each expert's tokens in pieces of up to 256 KiB of h instead of 128-row chunks,
-         * so that both stages' panels stay in L2 across them: 1.10x as fast on one thread, 0.95-1.02x
+         * so that both stages' panels stay in L2 across them: 1.10x as fast on one thread, 0.91-1.02x
          * on two; not kept.) */
         for (int64_t e = 0; e < n_exp; ++e)
             for (int c0 = 0; c0 < cnt[e]; c0 += (int)chunk) {
@@ -775,7 +775,8 @@ static void lk_logits(const float *x, int64_t B, int64_t d, const float *wrt, in
             memset(acc, 0, sizeof acc);
             if (nt == LT) {
                 /* the next tile's rows (contiguous, LT * d floats: a line every 2 steps) are prefetched
-                 * while this one runs: 1.11-1.21x as fast a routing pass (x comes from memory) */
+                 * while this one runs: the routing pass (x comes from memory) 1.16-1.18x as fast,
+                 * median of 41 paired calls on 1 and 2 threads; about 1 % of a prefill */
                 const char *pf = (const char *)(xt + LT * d);
                 const int pf_on = e0 == 0 && t0 + 2 * LT <= B;
                 for (int64_t i = 0; i < d; ++i) {
