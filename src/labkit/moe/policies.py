@@ -47,6 +47,7 @@ from itertools import accumulate
 import torch
 
 from .errors import UnknownPolicyError
+from .kernels import RULE_SWITCH, RULE_TOPK, RULE_TOPP
 
 __all__ = [
     "AllExperts",
@@ -166,7 +167,7 @@ class TopK(Policy):
         return float(min(self.k, num_experts))
 
     def kernel_rule(self, num_experts: int) -> tuple[int, int, int, float] | None:
-        return (0, self.k, self.k, 0.0) if type(self) is TopK else None
+        return (RULE_TOPK, self.k, self.k, 0.0) if type(self) is TopK else None
 
     def validate(self, num_experts: int) -> None:
         if not 1 <= self.k <= num_experts:
@@ -210,7 +211,7 @@ class TopP(Policy):
     def kernel_rule(self, num_experts: int) -> tuple[int, int, int, float] | None:
         if type(self) is not TopP:
             return None
-        return (1, self.k_min, min(self.k_max or num_experts, num_experts), self.tau)
+        return (RULE_TOPP, self.k_min, min(self.k_max or num_experts, num_experts), self.tau)
 
     def validate(self, num_experts: int) -> None:
         if not 0.0 < self.tau <= 1.0:
@@ -250,7 +251,7 @@ class SwitchK(Policy):
         return float(self.k_max)
 
     def kernel_rule(self, num_experts: int) -> tuple[int, int, int, float] | None:
-        return (2, self.k_min, self.k_max, self.tau) if type(self) is SwitchK else None
+        return (RULE_SWITCH, self.k_min, self.k_max, self.tau) if type(self) is SwitchK else None
 
     def validate(self, num_experts: int) -> None:
         if not 0.0 <= self.tau <= 1.0:
