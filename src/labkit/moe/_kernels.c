@@ -513,7 +513,8 @@ static void lk_gate_up_8(const float *const *a, int nr, const float *q, int64_t 
  * 2 cores: 1.01-1.13x as fast (median 1.06 over 11 comparisons: 5 runs of 31-201 paired calls
  * after a 128 MB cache sweep at k = 4, 2 runs of 15 after a dense FFN at k = 4, 8, 12), about
  * equal on one thread; the rows, gate/up panels, h and down panels of a 128-row chunk take more
- * than a core's L2. */
+ * than a core's L2. (Blocking d as well, so that a 96-192-deep slice of the panel stays in L1
+ * over the row groups, partial sums kept between slices: 0.92-0.98x on one thread.) */
 static void lk_gate_up(const float *x, int64_t d, int64_t m, const int32_t *tok, int c, const float *q, float *g,
                        int64_t ldg, const float *sc) {
     const int64_t np = (m + LK_GU_NEURONS - 1) / LK_GU_NEURONS, panel = d * 2 * LK_GU_NEURONS;
@@ -607,8 +608,8 @@ static void lk_block_experts(const float *x, int64_t d, const float *w1, const f
     if (pk && pk->own) {
         /* the token rows read in place and the outputs added into theirs: no xs, no o; h [chunk, m]
          * compact. (Each expert's tokens in pieces of up to 256 KiB of h instead of 128-row chunks,
-         * so that both stages' panels stay in L2 across them: 1.10x as fast on one thread, 0.91-1.02x
-         * on two; not kept.) */
+         * so that both stages' panels stay in L2 across them: 1.04-1.10x as fast on one thread,
+         * 0.91-1.03x on two, in two sessions; not kept.) */
         for (int64_t e = 0; e < n_exp; ++e)
             for (int c0 = 0; c0 < cnt[e]; c0 += (int)chunk) {
                 const int c = cnt[e] - c0 < chunk ? cnt[e] - c0 : (int)chunk;
@@ -768,7 +769,8 @@ typedef struct {
  * for that; the tail loop does not). Measured about as fast as MKL's sgemm for the same logits
  * (1.5 ms per 4096 tokens at N=16 alone, 1.8-1.9 vs 2.1 ms inside the prefill), with no BLAS call. */
 static void lk_logits(const float *x, int64_t B, int64_t d, const float *wrt, int64_t n16, float *out) {
-    enum { LT = 8 };
+    enum { LT = 8, PF_EVERY = 64 / (LT * (int)sizeof(float)) }; /* steps per 64-byte line of the next tile */
+    _Static_assert(LT * sizeof(float) <= 64 && 64 % (LT * sizeof(float)) == 0, "one prefetch per line per step");
     for (int64_t t0 = 0; t0 < B; t0 += LT) {
         const int64_t nt = B - t0 < LT ? B - t0 : LT;
         const float *xt = x + t0 * d;
@@ -776,13 +778,13 @@ static void lk_logits(const float *x, int64_t B, int64_t d, const float *wrt, in
             float acc[LT][16];
             memset(acc, 0, sizeof acc);
             if (nt == LT) {
-                /* the next tile's rows (contiguous, LT * d floats: a line every 2 steps) are prefetched
+                /* the next tile's rows (contiguous, LT * d floats: a line every PF_EVERY steps) are prefetched
                  * while this one runs: the routing pass (x comes from memory) 1.16-1.18x as fast,
                  * median of 41 paired calls on 1 and 2 threads; about 1 % of a prefill */
                 const char *pf = (const char *)(xt + LT * d);
                 const int pf_on = e0 == 0 && t0 + 2 * LT <= B;
                 for (int64_t i = 0; i < d; ++i) {
-                    if (pf_on && !(i & 1)) __builtin_prefetch(pf + 32 * i, 0, 3);
+                    if (pf_on && i % PF_EVERY == 0) __builtin_prefetch(pf + LT * (int64_t)sizeof(float) * i, 0, 3);
                     const float *w = wrt + i * n16 + e0;
                     for (int j = 0; j < LT; ++j) {
                         const float a = xt[j * d + i];

@@ -327,6 +327,10 @@ def prefill_block(tokens: int, num_experts: int, mean_k: float, threads: int | N
     4096 tokens, packed weights, 2 cores, each call after a dense-FFN call, 25 rotated repeats:
     2048-token blocks 1.00-1.05x as fast as 512-token ones over the nine N, k rows (median 1.02).
     Without packed weights (earlier measurement) 512-1024 were best, 7-14 % ahead of 256.
+    With one block per thread the threads can finish apart (this VM, N=16, k=4, 2 threads: 4.5 ms
+    median, 12 ms 90th percentile, of ~31 ms calls), but smaller blocks (512, 1024 tokens:
+    0.95-1.02x as fast) or big ones then small ones taken as threads free up (1536, 1536, then
+    2-4 of 256-512 tokens: 0.96-1.00x) did not gain (C harness, 61 paired calls each).
     """
     threads = threads or torch.get_num_threads()
     block = max(2048, int(128 * num_experts / max(mean_k, 1e-6)))
