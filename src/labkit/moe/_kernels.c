@@ -771,7 +771,8 @@ typedef struct {
  * (1.5 ms per 4096 tokens at N=16 alone, 1.8-1.9 vs 2.1 ms inside the prefill), with no BLAS call. */
 static void lk_logits(const float *x, int64_t B, int64_t d, const float *wrt, int64_t n16, float *out) {
     enum { LT = 8, PF_EVERY = 64 / (LT * (int)sizeof(float)) }; /* steps per 64-byte line of the next tile */
-    _Static_assert(LT * sizeof(float) <= 64 && 64 % (LT * sizeof(float)) == 0, "one prefetch per line per step");
+    _Static_assert(LT * sizeof(float) <= 64 && 64 % (LT * sizeof(float)) == 0,
+                   "LT floats must divide a 64-byte line (one prefetch every PF_EVERY steps)");
     for (int64_t t0 = 0; t0 < B; t0 += LT) {
         const int64_t nt = B - t0 < LT ? B - t0 : LT;
         const float *xt = x + t0 * d;
