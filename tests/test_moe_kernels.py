@@ -490,3 +490,46 @@ def test_prefill_topk_selects_like_the_policy_with_exact_ties(n):
         ref = _reference(x, w1, w2, mask, None)
         y = k.prefill_topk(x, wr, w1, w2, top, False, 32)
         assert _rel(y, ref) < 1e-5, top
+
+
+@needs_cc
+@pytest.mark.parametrize("layout", ["plain", "mkl", "own"])
+@pytest.mark.parametrize(("d", "t"), [(45, 301), (4096, 600)])
+def test_prefill_work_stealing_is_bit_identical_to_one_thread(layout, d, t, threads):
+    """One token block for two threads: the thread without a block takes expert chunks from the
+    back of the other's and the owner adds their outputs in expert order, so the output is
+    bit-identical to one thread's, for both prefill kernels and all three weight layouts. At
+    d = 4096 the owner's 4 MiB buffer holds 256 token rows, fewer than the block's ~1200: the rest
+    stays with the owner."""
+    k = kernels.get()
+    if k is None or not k.has_prefill:
+        pytest.skip("no prefill kernel (needs MKL)")
+    n, m = 6, 10
+    w1, w2 = _experts(n, d, m, seed=3)
+    packed = None
+    if layout != "plain":
+        packed = _packing_kernels().pack(w1, w2, rows=16, own=layout == "own")
+        if layout == "own" and not k.has_own_layout:
+            pytest.skip("no AVX-512: MKL's layout only")
+    g = torch.Generator().manual_seed(d)
+    x = torch.randn(t, d, generator=g)
+    mask = torch.rand(t, n, generator=g) < 0.4
+    wts = torch.rand(t, n, generator=g) * mask
+    wr = torch.randn(n, d, generator=g)
+    runs = (
+        lambda: k.prefill(x, w1, w2, mask, wts, t, 16, packed),
+        lambda: k.prefill_topk(x, wr, w1, w2, 2, True, t, 16, packed),
+    )
+    threads(1)
+    before = k.stolen_items()
+    ones = [run() for run in runs]
+    assert k.stolen_items() == before  # one thread: nobody to take items
+    assert _rel(ones[0], _reference(x, w1, w2, mask, wts)) < 1e-5
+    threads(2)
+    for run, one in zip(runs, ones, strict=True):
+        before = k.stolen_items()
+        for _ in range(20):  # the second thread usually takes items at once; allow for a slow start
+            assert torch.equal(run(), one)
+            if k.stolen_items() > before:
+                break
+        assert k.stolen_items() > before

@@ -17,7 +17,9 @@
  * lk_moe_prefill: T tokens with a selection mask [T, N] (and optional weights [T, N]). Tokens are
  *   cut into blocks; a thread owns a block: for each expert it gathers the block's tokens routed
  *   there into a thread-local buffer, runs gate/up and down as single-threaded BLAS sgemm calls,
- *   and adds the results into the block's own output rows (no two threads write one row).
+ *   and adds the results into the block's own output rows (no two threads write one row). A thread
+ *   that runs out of blocks takes (expert, chunk) items from the back of another's block into a
+ *   buffer that the block's owner adds in, in expert order (work stealing, lk_prefill_blocks).
  *   With weights packed in labkit's own layout (small experts, AVX-512) the experts run as
  *   register-tile kernels instead (lk_gate_up, lk_down) that read the tokens' rows in place and add
  *   their outputs straight into the output rows: no gather into a buffer, no scatter pass.
@@ -28,6 +30,7 @@
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +40,7 @@
 #include <immintrin.h>
 #endif
 
-#define LK_ABI 6
+#define LK_ABI 7
 #define LK_MAX_EXPERTS 1024 /* lk_moe_decode_rule's stack arrays */
 
 typedef void (*lk_sgemm_fn)(const char *, const char *, const int *, const int *, const int *,
@@ -96,6 +99,9 @@ int lk_has_pack(void) { return lk_pack_size && lk_pack && lk_compute && lk_sgemm
  * rows and a scatter pass: m=96 (442 KB) 1.04-1.10x as fast (median of 25 paired calls), m=192
  * 1.01x, m=384 0.94x. */
 #define LK_OWN_MAX_BYTES (512 << 10)
+/* Bytes of a thread's buffer for outputs of items taken from its block by other threads (work
+ * stealing, lk_prefill_blocks): 1820 token rows at d = 576, 256 at d = 4096. */
+#define LK_STEAL_BYTES ((int64_t)4 << 20)
 #define LK_PROBES 128 /* weights sampled per matrix at pack time (lk_pack_check) */
 
 typedef struct {
@@ -594,74 +600,123 @@ static void lk_down(const float *g, int64_t ldg, int64_t m, const int32_t *tok, 
 }
 #endif
 
-/* The experts of one token block: lists[e * stride + 0..cnt[e]-1] are the block's tokens routed to
- * expert e (global token ids; ~t marks the first expert that writes token t, in expert order:
- * its output is stored, later ones are added), lw the matching weights (NULL: 1). Rows of y that
- * no expert writes must be zeroed by the caller; xs [chunk, d], h [chunk, 2m], o [chunk, d] are
- * scratch (own layout: h [chunk, m] only; xs, o unused). */
-static void lk_block_experts(const float *x, int64_t d, const float *w1, const float *w2, const lk_packed *pk,
-                             int64_t n_exp, int64_t m, const int32_t *lists, const float *lw, const int32_t *cnt,
-                             int64_t stride, int64_t chunk, float *y, float *xs, float *h, float *o) {
-    const int64_t m2 = 2 * m;
-    const int Kd = (int)d, N2 = (int)m2, Km = (int)m, Nd = (int)d;
-    const float one = 1.0f, zero = 0.0f;
+/* One work item of a token block: the c tokens tok[0..c-1] of expert e (global token ids; ~t marks
+ * the token's first expert in expert order: its output is stored, later ones are added), weights
+ * tw (NULL: 1). The outputs go into y's token rows, or with buf into buf's rows 0..c-1 (stored, row
+ * stride d) for the block's owner to add later (lk_prefill_blocks). Scratch: xs [c, d], h [c, 2m],
+ * o [c, d] (own layout: h [c, m] only; xs, o unused), loc [c]. A block's items are its experts'
+ * tokens in chunks of at most `chunk` rows (equal parts, 135 rows as 68 + 67 rather than 128 + 7,
+ * measured no faster: 0.97-1.02x). */
+static void lk_item(const float *x, int64_t d, const float *w1, const float *w2, const lk_packed *pk, int64_t m,
+                    int64_t e, const int32_t *tok, int c, const float *tw, float *y, float *buf, float *xs, float *h,
+                    float *o, int32_t *loc) {
 #ifdef __AVX512F__
     if (pk && pk->own) {
-        /* the token rows read in place and the outputs added into theirs: no xs, no o; h [chunk, m]
-         * compact. (Each expert's tokens in pieces of up to 256 KiB of h instead of 128-row chunks,
-         * so that both stages' panels stay in L2 across them: 1.04-1.10x as fast on one thread,
-         * 0.91-1.03x on two, in two sessions; not kept.) */
-        for (int64_t e = 0; e < n_exp; ++e)
-            for (int c0 = 0; c0 < cnt[e]; c0 += (int)chunk) {
-                const int c = cnt[e] - c0 < chunk ? cnt[e] - c0 : (int)chunk;
-                const int32_t *tok = lists + e * stride + c0;
-                lk_gate_up(x, d, m, tok, c, pk->p1[e], h, m, lw ? lw + e * stride + c0 : NULL);
-                lk_down(h, m, m, tok, c, pk->p2[e], y, d);
-            }
+        /* the token rows read in place and the outputs added into theirs: no xs, no o. (Each
+         * expert's tokens in pieces of up to 256 KiB of h instead of 128-row chunks, so that both
+         * stages' panels stay in L2 across them: 1.04-1.10x as fast on one thread, 0.91-1.03x on
+         * two, in two sessions; not kept.) */
+        lk_gate_up(x, d, m, tok, c, pk->p1[e], h, m, tw);
+        if (buf) {
+            for (int r = 0; r < c; ++r) loc[r] = ~r;
+            lk_down(h, m, m, loc, c, pk->p2[e], buf, d);
+        } else {
+            lk_down(h, m, m, tok, c, pk->p2[e], y, d);
+        }
         return;
     }
 #endif
-    for (int64_t e = 0; e < n_exp; ++e) {
-        /* at most `chunk` rows per GEMM (equal parts, 135 rows as 68 + 67 rather than 128 + 7,
-         * measured no faster: 0.97-1.02x) */
-        for (int c0 = 0; c0 < cnt[e]; c0 += (int)chunk) {
-            const int c = (cnt[e] - c0 < chunk) ? cnt[e] - c0 : (int)chunk;
-            const int32_t *tok = lists + e * stride + c0;
-            const float *tw = lw ? lw + e * stride + c0 : NULL;
-            for (int r = 0; r < c; ++r) {
-                const int32_t t = tok[r] < 0 ? ~tok[r] : tok[r];
-                const int32_t tn = r + 1 < c ? (tok[r + 1] < 0 ? ~tok[r + 1] : tok[r + 1]) : -1;
-                lk_row_copy(xs + (int64_t)r * d, x + (int64_t)t * d, tn < 0 ? NULL : x + (int64_t)tn * d, d, 0);
-            }
-            /* row-major h[c, 2m] = xs[c, d] @ w1[e][d, 2m], as column-major h^T = w1^T xs^T */
-            const int M = c;
-            if (pk)
-                lk_compute(LK_ROW_MAJOR, LK_NO_TRANS, LK_PACKED, M, N2, Kd, xs, Kd, pk->p1[e], N2, 0.0f, h, N2);
-            else
-                lk_sgemm("N", "N", &N2, &M, &Kd, &one, w1 + e * d * m2, &N2, xs, &Kd, &zero, h, &N2);
-            for (int r = 0; r < c; ++r) {
-                float *hr = h + (int64_t)r * m2;
-                const float sc = tw ? tw[r] : 1.0f;
+    (void)loc;
+    const int64_t m2 = 2 * m;
+    const int Kd = (int)d, N2 = (int)m2, Km = (int)m, Nd = (int)d, M = c;
+    const float one = 1.0f, zero = 0.0f;
+    for (int r = 0; r < c; ++r) {
+        const int32_t t = tok[r] < 0 ? ~tok[r] : tok[r];
+        const int32_t tn = r + 1 < c ? (tok[r + 1] < 0 ? ~tok[r + 1] : tok[r + 1]) : -1;
+        lk_row_copy(xs + (int64_t)r * d, x + (int64_t)t * d, tn < 0 ? NULL : x + (int64_t)tn * d, d, 0);
+    }
+    /* row-major h[c, 2m] = xs[c, d] @ w1[e][d, 2m], as column-major h^T = w1^T xs^T */
+    if (pk)
+        lk_compute(LK_ROW_MAJOR, LK_NO_TRANS, LK_PACKED, M, N2, Kd, xs, Kd, pk->p1[e], N2, 0.0f, h, N2);
+    else
+        lk_sgemm("N", "N", &N2, &M, &Kd, &one, w1 + e * d * m2, &N2, xs, &Kd, &zero, h, &N2);
+    for (int r = 0; r < c; ++r) {
+        float *hr = h + (int64_t)r * m2;
+        const float sc = tw ? tw[r] : 1.0f;
 #pragma omp simd
-                for (int64_t q = 0; q < m; ++q) hr[q] = lk_silu(hr[q]) * hr[m + q] * sc;
-            }
-            /* o[c, d] = g[c, m] (row stride 2m) @ w2[e][m, d] */
-            if (pk)
-                lk_compute(LK_ROW_MAJOR, LK_NO_TRANS, LK_PACKED, M, Nd, Km, h, N2, pk->p2[e], Nd, 0.0f, o, Nd);
-            else
-                lk_sgemm("N", "N", &Nd, &M, &Km, &one, w2 + e * m * d, &Nd, h, &N2, &zero, o, &Nd);
-            for (int r = 0; r < c; ++r) {
-                const int32_t t = tok[r] < 0 ? ~tok[r] : tok[r];
-                const int32_t tn = r + 1 < c ? (tok[r + 1] < 0 ? ~tok[r + 1] : tok[r + 1]) : -1;
-                lk_row_copy(y + (int64_t)t * d, o + (int64_t)r * d, tn < 0 ? NULL : y + (int64_t)tn * d, d,
-                            tok[r] >= 0);
-            }
-        }
+        for (int64_t q = 0; q < m; ++q) hr[q] = lk_silu(hr[q]) * hr[m + q] * sc;
+    }
+    /* out[c, d] = g[c, m] (row stride 2m) @ w2[e][m, d]: o, then added into y; or buf */
+    float *out = buf ? buf : o;
+    if (pk)
+        lk_compute(LK_ROW_MAJOR, LK_NO_TRANS, LK_PACKED, M, Nd, Km, h, N2, pk->p2[e], Nd, 0.0f, out, Nd);
+    else
+        lk_sgemm("N", "N", &Nd, &M, &Km, &one, w2 + e * m * d, &Nd, h, &N2, &zero, out, &Nd);
+    if (buf) return;
+    for (int r = 0; r < c; ++r) {
+        const int32_t t = tok[r] < 0 ? ~tok[r] : tok[r];
+        const int32_t tn = r + 1 < c ? (tok[r + 1] < 0 ? ~tok[r + 1] : tok[r + 1]) : -1;
+        lk_row_copy(y + (int64_t)t * d, o + (int64_t)r * d, tn < 0 ? NULL : y + (int64_t)tn * d, d, tok[r] >= 0);
     }
 }
 
+/* A token block's work items, shared by its owner (which takes them from the front) and threads
+ * that have finished their own blocks (which take them from the back: work stealing). */
+typedef struct {
+    const int32_t *lists, *items, *rfe; /* items[3i..3i+2]: expert, first row, rows; rfe[i]: rows of items i.. */
+    const float *lw;
+    float *buf;            /* the outputs of stolen items: item i in rows rfe[i + 1] .. rfe[i] - 1 */
+    int64_t cap;           /* rows of buf */
+    uint64_t claim;        /* (next item from the front) << 32 | (one past the last unclaimed one) */
+    int64_t stolen_done;   /* stolen items finished */
+    int state;             /* 0: being routed, 1: items open, 2: done */
+} lk_task;
+
+/* The next unclaimed item of tk, from the front or (back) from the back; -1 when none is left, or
+ * when the back one's outputs would not fit the owner's buffer. */
+static int64_t lk_claim(lk_task *tk, int back) {
+    uint64_t c = __atomic_load_n(&tk->claim, __ATOMIC_ACQUIRE);
+    for (;;) {
+        const uint64_t lo = c >> 32, hi = c & 0xffffffffu;
+        if (lo >= hi || (back && tk->rfe[hi - 1] > tk->cap)) return -1;
+        const uint64_t nc = back ? (lo << 32 | (hi - 1)) : ((lo + 1) << 32 | hi);
+        if (__atomic_compare_exchange_n(&tk->claim, &c, nc, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            return (int64_t)(back ? hi - 1 : lo);
+    }
+}
+
+static int64_t lk_stolen; /* items taken by a thread other than their block's owner, since load */
+
+/* How many work items threads have taken from other threads' blocks since the library was loaded
+ * (the tests check that stealing happens). */
+int64_t lk_stolen_items(void) { return __atomic_load_n(&lk_stolen, __ATOMIC_RELAXED); }
+
+/* One step of a wait: a pause instruction, or after 1000 of them (tens of microseconds; an item
+ * takes longer) a sched_yield, in case the thread waited for has lost its core (more threads than
+ * cores). */
+static inline void lk_relax(int *spins) {
+    if (++*spins > 1000) {
+        sched_yield();
+        return;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 /* Shared driver of the two prefill entry points: tokens in blocks, one block per task, with
- * `route` filling the block's lists. route_scratch extra floats per thread are passed to it. */
+ * `route` filling the block's lists. route_scratch extra floats per thread are passed to it.
+ *
+ * A block's owner routes it, then runs its work items (lk_item) from the front. A thread that has
+ * no block left takes items from the back of blocks still running and writes their outputs into
+ * the owner's buffer (LK_STEAL_BYTES; items that would not fit are left to the owner); the owner,
+ * once the two ends meet, waits for those items and adds their outputs in item order. Every
+ * token's expert outputs are thus summed in expert order whoever ran them: results are
+ * bit-identical to a single thread's. The threads of a call often run at different speeds on a
+ * VM (N = 16, k = 4, 2 threads, one 2048-token block each: one thread's block took 24.2 ms, the
+ * other's 28.4 ms, medians of 61 calls); stealing about 5 % of the items (7 of 143 per call)
+ * made the call 1.06x as fast at N = 16, k = 4 (own layout) and 1.12x at N = 8, k = 2 (MKL's
+ * GEMMs), medians of 41-61 paired calls. */
 typedef void (*lk_route_fn)(const void *ctx, int64_t t0, int64_t t1, int32_t *lists, float *lw, int32_t *cnt,
                             int64_t stride, float *extra);
 
@@ -677,35 +732,49 @@ static int lk_prefill_blocks(const float *x, int64_t T, int64_t d, const float *
     if (block < 1) block = 1;
     const int64_t m2 = 2 * m, nblocks = (T + block - 1) / block;
     const int64_t rows = chunk < block ? chunk : block;
-    /* the experts' scratch: gathered rows [rows, d], h [rows, 2m], out [rows, d]; with the own
-     * layout h [rows, m] only */
     const int own = pk && pk->own;
     const int64_t exp_scratch = own ? rows * m : rows * (2 * d + m2);
+    const int64_t max_items = n_exp * ((block + rows - 1) / rows);
+    int64_t cap = LK_STEAL_BYTES / (d * (int64_t)sizeof(float));
+    cap = nthreads > 1 ? (cap < block * n_exp ? cap : block * n_exp) : 0;
+    lk_task *tasks = (lk_task *)calloc((size_t)nblocks, sizeof(lk_task));
+    if (tasks == NULL) return -2;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
     {
         const int old = lk_blas_local_threads ? lk_blas_local_threads(1) : 0;
-        /* per thread: the experts' scratch, token lists and weights [N, block], counters [N], the
-         * router's scratch, a flag per token of the block */
-        float *ws = lk_scratch(exp_scratch + 2 * n_exp * block + n_exp + route_scratch + (block + 3) / 4);
+        float *ws = lk_scratch(exp_scratch + 2 * n_exp * block + n_exp + route_scratch + (block + 3) / 4 +
+                               4 * max_items + 1 + rows + cap * d);
         if (ws == NULL) {
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(dynamic, 1)
+        /* the experts' scratch: gathered rows [rows, d], h [rows, 2m], out [rows, d] (own layout: h
+         * [rows, m] only); token lists and weights [N, block], counters [N], the router's scratch,
+         * a flag per token of the block, the work items, their row counts, loc [rows], the buffer
+         * for stolen items' outputs [cap, d] */
+        float *xs = own || !ws ? NULL : ws, *h = own ? ws : (ws ? xs + rows * d : NULL);
+        float *o = own || !ws ? NULL : h + rows * m2, *lw = ws ? ws + exp_scratch : NULL;
+        int32_t *lists = ws ? (int32_t *)(lw + n_exp * block) : NULL;
+        int32_t *cnt = ws ? lists + n_exp * block : NULL;
+        float *extra = ws ? (float *)(cnt + n_exp) : NULL;
+        uint8_t *hit = ws ? (uint8_t *)(extra + route_scratch) : NULL;
+        int32_t *items = ws ? (int32_t *)(extra + route_scratch + (block + 3) / 4) : NULL;
+        int32_t *rfe = ws ? items + 3 * max_items : NULL;
+        int32_t *loc = ws ? rfe + max_items + 1 : NULL;
+        float *buf = ws ? (float *)(loc + rows) : NULL;
+#pragma omp for schedule(dynamic, 1) nowait
         for (int64_t bi = 0; bi < nblocks; ++bi) {
-            if (ws == NULL) continue;
-            float *xs = own ? NULL : ws, *h = own ? ws : xs + rows * d, *o = own ? NULL : h + rows * m2;
-            float *lw = ws + exp_scratch;
-            int32_t *lists = (int32_t *)(lw + n_exp * block);
-            int32_t *cnt = lists + n_exp * block;
-            float *extra = (float *)(cnt + n_exp);
+            lk_task *tk = &tasks[bi];
+            if (ws == NULL) {
+                __atomic_store_n(&tk->state, 2, __ATOMIC_RELEASE);
+                continue;
+            }
             const int64_t t0 = bi * block, t1 = (t0 + block < T) ? t0 + block : T;
             memset(cnt, 0, (size_t)n_exp * sizeof(int32_t));
             route(ctx, t0, t1, lists, weighted ? lw : NULL, cnt, block, extra);
             /* mark each token's first expert (it stores instead of adding: no zeroing pass over y);
              * zero the rows of tokens without any expert */
-            uint8_t *hit = (uint8_t *)(extra + route_scratch);
             memset(hit, 0, (size_t)(t1 - t0));
             for (int64_t e = 0; e < n_exp; ++e)
                 for (int32_t r = 0; r < cnt[e]; ++r) {
@@ -717,10 +786,65 @@ static int lk_prefill_blocks(const float *x, int64_t T, int64_t d, const float *
                 }
             for (int64_t t = t0; t < t1; ++t)
                 if (!hit[t - t0]) memset(y + t * d, 0, (size_t)d * sizeof(float));
-            lk_block_experts(x, d, w1, w2, pk, n_exp, m, lists, weighted ? lw : NULL, cnt, block, chunk, y, xs, h, o);
+            /* work items in expert order (chunks of at most `rows` tokens) */
+            int64_t ni = 0;
+            for (int64_t e = 0; e < n_exp; ++e)
+                for (int32_t c0 = 0; c0 < cnt[e]; c0 += (int32_t)rows, ++ni) {
+                    items[3 * ni] = (int32_t)e, items[3 * ni + 1] = c0;
+                    items[3 * ni + 2] = cnt[e] - c0 < rows ? cnt[e] - c0 : (int32_t)rows;
+                }
+            rfe[ni] = 0;
+            for (int64_t i = ni - 1; i >= 0; --i) rfe[i] = rfe[i + 1] + items[3 * i + 2];
+            tk->lists = lists, tk->items = items, tk->rfe = rfe, tk->lw = weighted ? lw : NULL;
+            tk->buf = buf, tk->cap = cap, tk->claim = (uint64_t)ni, tk->stolen_done = 0;
+            __atomic_store_n(&tk->state, 1, __ATOMIC_RELEASE);
+            for (int64_t i; (i = lk_claim(tk, 0)) >= 0;) {
+                const int32_t e = items[3 * i], c0 = items[3 * i + 1];
+                lk_item(x, d, w1, w2, pk, m, e, lists + e * block + c0, items[3 * i + 2],
+                        weighted ? lw + e * block + c0 : NULL, y, NULL, xs, h, o, loc);
+            }
+            /* items taken by other threads: wait for them, then add their outputs in item order (the
+             * same order of additions as without stealing) */
+            const int64_t hi = (int64_t)(__atomic_load_n(&tk->claim, __ATOMIC_ACQUIRE) & 0xffffffffu);
+            for (int spins = 0; __atomic_load_n(&tk->stolen_done, __ATOMIC_ACQUIRE) < ni - hi;) lk_relax(&spins);
+            for (int64_t i = hi; i < ni; ++i) {
+                const int32_t e = items[3 * i], c0 = items[3 * i + 1], c = items[3 * i + 2];
+                const int32_t *tok = lists + e * block + c0;
+                const float *src = buf + (int64_t)rfe[i + 1] * d;
+                for (int32_t r = 0; r < c; ++r) {
+                    const int32_t t = tok[r] < 0 ? ~tok[r] : tok[r];
+                    lk_row_copy(y + (int64_t)t * d, src + (int64_t)r * d, NULL, d, tok[r] >= 0);
+                }
+            }
+            __atomic_store_n(&tk->state, 2, __ATOMIC_RELEASE);
+        }
+        /* then take items from the end of blocks still running */
+        for (int spins = 0; ws != NULL && cap > 0;) {
+            int open = 0, took = 0;
+            for (int64_t b = 0; b < nblocks && !took; ++b) {
+                lk_task *tk = &tasks[b];
+                const int st = __atomic_load_n(&tk->state, __ATOMIC_ACQUIRE);
+                open |= st == 0;
+                if (st != 1) continue;
+                const int64_t i = lk_claim(tk, 1);
+                if (i < 0) continue;
+                const int32_t e = tk->items[3 * i], c0 = tk->items[3 * i + 1];
+                lk_item(x, d, w1, w2, pk, m, e, tk->lists + e * block + c0, tk->items[3 * i + 2],
+                        tk->lw ? tk->lw + e * block + c0 : NULL, y, tk->buf + (int64_t)tk->rfe[i + 1] * d, xs, h, o,
+                        loc);
+                __atomic_fetch_add(&tk->stolen_done, 1, __ATOMIC_RELEASE);
+                __atomic_fetch_add(&lk_stolen, 1, __ATOMIC_RELAXED);
+                took = 1;
+            }
+            if (!took && !open) break;
+            if (took)
+                spins = 0;
+            else
+                lk_relax(&spins);
         }
         if (lk_blas_local_threads) lk_blas_local_threads(old);
     }
+    free(tasks);
     return failed ? -2 : 0;
 }
 

@@ -10,7 +10,9 @@ into a large buffer and scattering results back. The C kernels do each in one ca
   call;
 * :meth:`MoEKernels.prefill`: tokens in blocks, one block per thread at a time, experts as
   single-threaded BLAS GEMMs on the block's gathered rows (MKL's ``sgemm_``, which PyTorch's x86
-  builds export), results added into the block's own output rows; :meth:`MoEKernels.prefill_topk`
+  builds export), results added into the block's own output rows; a thread with no block left
+  takes expert chunks from the back of another's (work stealing: the owner adds their outputs in
+  expert order, so the result does not depend on the thread count); :meth:`MoEKernels.prefill_topk`
   routes each block in the kernel;
 * :meth:`MoEKernels.pack`: the experts' weights in MKL's packed GEMM layout
   (``cblas_sgemm_pack``), so that the prefill GEMMs (``cblas_sgemm_compute``) do not re-pack
@@ -49,7 +51,7 @@ import torch
 __all__ = ["MoEKernels", "PackedExperts", "dispatch", "get", "prefill_block"]
 
 _SOURCE = Path(__file__).with_name("_kernels.c")
-_ABI = 6
+_ABI = 7
 RULE_TOPK, RULE_TOPP, RULE_SWITCH = 0, 1, 2  # lk_moe_decode_rule's kinds
 MAX_TOPK_EXPERTS = 1024  # LK_MAX_EXPERTS in _kernels.c (routed decode)
 _LOCK = threading.Lock()
@@ -106,6 +108,7 @@ class MoEKernels:
         lib.lk_pack_own.argtypes = [_VP]
         lib.lk_pack_own.restype = _INT
         lib.lk_has_own.restype = _INT
+        lib.lk_stolen_items.restype = _I64
         syms = _mkl_symbols()
         lib.lk_set_blas(syms["sgemm_"], syms["MKL_Set_Num_Threads_Local"])
         self.has_prefill = bool(lib.lk_has_blas())
@@ -199,7 +202,9 @@ class MoEKernels:
     ) -> torch.Tensor:
         """``y[T, d]`` for tokens ``x[T, d]`` with a bool selection ``mask[T, N]`` (all contiguous,
         float32; unchecked) and optional float32 weights ``[T, N]``; ``block`` tokens per task,
-        at most ``chunk`` rows per expert GEMM. ``packed``: :meth:`pack` of these ``w1, w2``."""
+        at most ``chunk`` rows per expert GEMM. ``packed``: :meth:`pack` of these ``w1, w2``.
+        Threads that run out of tasks take expert chunks from the others' (:meth:`stolen_items`);
+        the result is bit-identical for any number of threads."""
         t, d = x.shape
         n, m = w2.shape[0], w2.shape[1]
         y = torch.empty(t, d, dtype=torch.float32)
@@ -221,6 +226,14 @@ class MoEKernels:
         )
         _check(rc, "prefill")
         return y
+
+    def stolen_items(self) -> int:
+        """Work items (one expert's chunk of a token block) that prefill threads have taken from
+        other threads' blocks since the library was loaded. A thread that finishes its own blocks
+        takes items from the back of blocks still running and leaves their outputs in the owner's
+        buffer; the owner adds them in expert order, so every token's expert outputs are summed
+        in the same order whichever thread ran them."""
+        return int(self.lib.lk_stolen_items())
 
     def prefill_topk(
         self,
@@ -328,9 +341,11 @@ def prefill_block(tokens: int, num_experts: int, mean_k: float, threads: int | N
     2048-token blocks 1.00-1.05x as fast as 512-token ones over the nine N, k rows (median 1.02).
     Without packed weights (earlier measurement) 512-1024 were best, 7-14 % ahead of 256.
     With one block per thread the threads can finish apart (this VM, N=16, k=4, 2 threads: 4.5 ms
-    median, 12 ms 90th percentile, of ~31 ms calls), but smaller blocks (512, 1024 tokens:
-    0.95-1.02x as fast) or big ones then small ones taken as threads free up (1536, 1536, then
-    2-4 of 256-512 tokens: 0.96-1.00x) did not gain (C harness, 61 paired calls each).
+    median, 12 ms 90th percentile, of ~31 ms calls). Smaller blocks (512, 1024 tokens: 0.95-1.02x
+    as fast) or big ones then small ones taken as threads free up (1536, 1536, then 2-4 of 256-512
+    tokens: 0.96-1.00x) did not gain (C harness, 61 paired calls each); the kernel balances the
+    threads instead by letting one that has finished take expert chunks from the back of
+    another's block (:meth:`MoEKernels.stolen_items`).
     """
     threads = threads or torch.get_num_threads()
     block = max(2048, int(128 * num_experts / max(mean_k, 1e-6)))
