@@ -392,7 +392,7 @@ def test_packed_weights_give_the_same_prefill(nthreads, own, d, m, threads):
 
 @needs_cc
 def test_own_layout_runs_large_experts_in_panel_sets():
-    """own=True for experts past the 512 KiB rule (d=576, m=250: 11 gate/up panels one by one,
+    """own=True for experts past the 1 MiB rule (d=576, m=250: 11 gate/up panels one by one,
     12 down panels in sets of 10, a partial last gate/up panel): same prefill as the reference."""
     k = _packing_kernels()
     if not k.has_own_layout:
@@ -409,11 +409,11 @@ def test_own_layout_runs_large_experts_in_panel_sets():
 
 
 @needs_cc
-def test_pack_picks_the_own_layout_for_experts_that_fit_in_l2():
-    """own=None: labkit's panels while an expert's gate/up panels take <= 512 KiB (d=576: up to 4
-    panels of 24 neurons, m <= 96), MKL's layout above; without AVX-512 always MKL's."""
+def test_pack_picks_the_own_layout_for_small_experts():
+    """own=None: labkit's panels while an expert's gate/up panels take <= 1 MiB (d=576: up to 9
+    panels of 24 neurons, m <= 216), MKL's layout above; without AVX-512 always MKL's."""
     k = _packing_kernels()
-    small, large = k.pack(*_experts(2, 576, 96)), k.pack(*_experts(2, 576, 97))
+    small, large = k.pack(*_experts(2, 576, 216)), k.pack(*_experts(2, 576, 217))
     assert small.own == k.has_own_layout and not large.own
     assert not k.pack(*_experts(2, 576, 96), own=False).own
 

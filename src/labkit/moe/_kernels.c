@@ -93,12 +93,15 @@ int lk_has_pack(void) { return lk_pack_size && lk_pack && lk_compute && lk_sgemm
 #define LK_GU_NEURONS 24 /* neurons per gate/up panel: 3 AVX-512 vectors of columns */
 #define LK_GU_ROWS 8     /* tokens per gate/up micro-kernel call (8 x 3 accumulators) */
 #define LK_DN_COLS 48    /* output columns per down-projection panel */
-/* Own layout (auto) while an expert's gate/up panels take at most this many bytes; lk_down runs its
- * panels in sets of this size. Measured (gate/up then with row groups outer, all panels per group)
- * at d=576 (bench_moe.py shape), 4096 tokens, 2 cores, against MKL's packed GEMMs with gathered
- * rows and a scatter pass: m=96 (442 KB) 1.04-1.10x as fast (median of 25 paired calls), m=192
- * 1.01x, m=384 0.94x. */
-#define LK_OWN_MAX_BYTES (512 << 10)
+/* Own layout (auto) while an expert's gate/up panels take at most this many bytes. Measured at
+ * d=576 (bench_moe.py shape), 4096 tokens, 2 cores, against MKL's packed GEMMs with gathered rows
+ * and a scatter pass: first (gate/up then with row groups outer, all panels per group) m=96 (442
+ * KB) 1.04-1.10x as fast (median of 25 paired calls), m=192 1.01x, m=384 0.94x; then (panels
+ * outer, work stealing) m=192 (884 KB) 1.06/1.03/1.06x at k = 2/4/6 of 8 experts (61 paired
+ * calls), m=384 1.00/0.98x at k = 1/2 of 4 (41). */
+#define LK_OWN_MAX_BYTES (1 << 20)
+/* lk_down runs an expert's down panels in sets of at most this many bytes */
+#define LK_DN_SET_BYTES (512 << 10)
 /* Bytes of a thread's buffer for outputs of items taken from its block by other threads (work
  * stealing, lk_prefill_blocks): 1820 token rows at d = 576, 256 at d = 4096. */
 #define LK_STEAL_BYTES ((int64_t)4 << 20)
@@ -574,7 +577,7 @@ static void lk_down_8(const float *g, int64_t ldg, int nr, const float *q, int64
 static void lk_down(const float *g, int64_t ldg, int64_t m, const int32_t *tok, int c, const float *q, float *y,
                     int64_t d) {
     const int64_t npd = (d + LK_DN_COLS - 1) / LK_DN_COLS;
-    int64_t pstep = LK_OWN_MAX_BYTES / (m * LK_DN_COLS * (int64_t)sizeof(float));
+    int64_t pstep = LK_DN_SET_BYTES / (m * LK_DN_COLS * (int64_t)sizeof(float));
     pstep = pstep < 1 ? 1 : pstep > npd ? npd : pstep;
     for (int64_t p0 = 0; p0 < npd; p0 += pstep) {
         const int64_t p1 = p0 + pstep < npd ? p0 + pstep : npd;

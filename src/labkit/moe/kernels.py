@@ -17,7 +17,7 @@ into a large buffer and scattering results back. The C kernels do each in one ca
 * :meth:`MoEKernels.pack`: the experts' weights in MKL's packed GEMM layout
   (``cblas_sgemm_pack``), so that the prefill GEMMs (``cblas_sgemm_compute``) do not re-pack
   them on every call; measured 1.03-1.11x faster prefill (median 1.06; 4096 tokens, SmolLM2 FFN
-  shape, the nine N, k rows) for a copy about the experts' size. Small experts (gate/up ≤ 512 KiB,
+  shape, the nine N, k rows) for a copy about the experts' size. Small experts (gate/up ≤ 1 MiB,
   AVX-512 CPUs) are packed instead in labkit's own panels for register-tile kernels (8 tokens ×
   48 columns) that read the tokens' rows where they are and add the results straight into the
   output rows: no gather and no scatter pass, which cost a fifth of the time at N = 16.
@@ -271,11 +271,11 @@ class MoEKernels:
         GEMMs and adds the outputs back in a pass of its own), or labkit's own panels for AVX-512
         register-tile kernels that read the tokens' rows in place and add the outputs straight into
         them (``own``; AVX-512 builds only, see ``has_own_layout``). ``own=None`` picks the own
-        layout while an expert's gate/up panels take ≤ 512 KiB (they then stay in L2): at the
-        SmolLM2 FFN shape that is N = 16 experts, where it measured 1.06-1.11x as fast as MKL's
-        (k = 4, 8, 12; median of 25 paired calls, 4096 tokens, 2-core Xeon), against 1.01x at N = 8
-        and 0.94x at N = 4 (measured before the gate/up kernel ran its panels outer, which gained
-        1.01-1.13x at N = 16). ``.own`` tells which one was used.
+        layout while an expert's gate/up panels take ≤ 1 MiB: at the SmolLM2 FFN shape that is
+        N = 16 experts, where it measured 1.06-1.11x as fast as MKL's (k = 4, 8, 12; median of 25
+        paired calls, 4096 tokens, 2-core Xeon), and N = 8, 1.03-1.06x (k = 2, 4, 6; 61 paired
+        calls, with work stealing), against 0.98-1.00x at N = 4. ``.own`` tells which one was
+        used.
 
         A copy: it costs about as much memory as the weights, is not updated when they change (the
         caller rebuilds it) and is freed with the returned object. None when MKL's packed GEMM is
