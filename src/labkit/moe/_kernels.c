@@ -740,7 +740,7 @@ static int lk_prefill_blocks(const float *x, int64_t T, int64_t d, const float *
     const int64_t max_items = n_exp * ((block + rows - 1) / rows);
     int64_t cap = LK_STEAL_BYTES / (d * (int64_t)sizeof(float));
     cap = nthreads > 1 ? (cap < block * n_exp ? cap : block * n_exp) : 0;
-    lk_task *tasks = (lk_task *)calloc((size_t)nblocks, sizeof(lk_task));
+    lk_task *tasks = (lk_task *)calloc((size_t)(nblocks > 0 ? nblocks : 1), sizeof(lk_task)); /* T = 0: none */
     if (tasks == NULL) return -2;
     int failed = 0;
 #pragma omp parallel num_threads(nthreads)
