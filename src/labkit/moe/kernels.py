@@ -345,7 +345,8 @@ def prefill_block(tokens: int, num_experts: int, mean_k: float, threads: int | N
     as fast) or big ones then small ones taken as threads free up (1536, 1536, then 2-4 of 256-512
     tokens: 0.96-1.00x) did not gain (C harness, 61 paired calls each); the kernel balances the
     threads instead by letting one that has finished take expert chunks from the back of
-    another's block (:meth:`MoEKernels.stolen_items`).
+    another's block (:meth:`MoEKernels.stolen_items`); with that, 1024- and 512-token blocks
+    measured 0.97-1.00x and 0.93-1.00x as fast as 2048 (N=16 k=4, 12; N=8 k=2; 41 paired calls).
     """
     threads = threads or torch.get_num_threads()
     block = max(2048, int(128 * num_experts / max(mean_k, 1e-6)))
