@@ -499,8 +499,8 @@ def test_prefill_work_stealing_is_bit_identical_to_one_thread(layout, d, t, thre
     """One token block for two threads: the thread without a block takes expert chunks from the
     back of the other's and the owner adds their outputs in expert order, so the output is
     bit-identical to one thread's, for both prefill kernels and all three weight layouts. At
-    d = 4096 the owner's 4 MiB buffer holds 256 token rows, fewer than the block's ~1200: the rest
-    stays with the owner."""
+    d = 4096 the owner's 4 MiB buffer holds 256 token rows, fewer than the block's (token, expert)
+    rows (~1440 for the mask, 1200 for top-2): the items that would not fit stay with the owner."""
     k = kernels.get()
     if k is None or not k.has_prefill:
         pytest.skip("no prefill kernel (needs MKL)")
