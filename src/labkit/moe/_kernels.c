@@ -620,8 +620,9 @@ static void lk_item(const float *x, int64_t d, const float *w1, const float *w2,
          * expert's tokens in pieces of up to 256 KiB of h instead of 128-row chunks, so that both
          * stages' panels stay in L2 across them: 1.04-1.10x as fast on one thread, 0.91-1.03x on
          * two, in two sessions; as work items of 512 rows, gate/up in 128-row chunks, with work
-         * stealing: 1.05x on one thread, 1.01x on two at N = 16, 0.95-0.98x at N = 8. Prefetching
-         * the next expert's panels during an expert's last chunk: 0.98-0.99x. Not kept.) */
+         * stealing: 1.05x on one thread, 1.01x on two at N = 16, 0.98x at N = 8 (256-row items
+         * 0.95x). Prefetching the next expert's panels during an expert's last chunk: 0.98-0.99x.
+         * Not kept.) */
         lk_gate_up(x, d, m, tok, c, pk->p1[e], h, m, tw);
         if (buf) {
             for (int r = 0; r < c; ++r) loc[r] = ~r;
@@ -722,7 +723,7 @@ static inline void lk_relax(int *spins) {
  * VM (N = 16, k = 4, 2 threads, one 2048-token block each: one thread's block took 24.2 ms, the
  * other's 28.4 ms, medians of 61 calls); stealing about 5 % of the items (7 of 143 per call)
  * made the call 1.06x as fast at N = 16, k = 4 (own layout) and 1.12x at N = 8, k = 2 (MKL's
- * GEMMs), medians of 41-61 paired calls. */
+ * GEMMs), medians of 61 and 21 paired calls. */
 typedef void (*lk_route_fn)(const void *ctx, int64_t t0, int64_t t1, int32_t *lists, float *lw, int32_t *cnt,
                             int64_t stride, float *extra);
 
