@@ -468,10 +468,11 @@ def test_block_repacks_when_its_weights_change():
 
 
 @needs_cc
-@pytest.mark.parametrize("n", [5, 16, 64, 70])
+@pytest.mark.parametrize("n", [5, 8, 16, 64, 70])
 def test_prefill_topk_selects_like_the_policy_with_exact_ties(n):
-    """Top-k inside the prefill kernel (by rank up to 64 experts, by k passes above) picks what
-    TopK.select_one picks, ties to the lower id; integer logits make ties exact in any order."""
+    """Top-k inside the prefill kernel (ranks by vector compares up to 16 experts on AVX-512, by
+    scalar ones up to 64, k passes above) picks what TopK.select_one picks, ties to the lower id;
+    integer logits make ties exact in any order."""
     from labkit.moe.policies import TopK
 
     k = kernels.get()
