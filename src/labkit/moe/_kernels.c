@@ -457,7 +457,11 @@ static inline void lk_row_copy(float *restrict dst, const float *restrict src, c
 /* t[r, 0:48] = a_r[0:K] q for 8 rows a_r (pointers; short row groups repeat a row) and a panel q
  * [K][48] (row stride 48): register tiles of 8 rows x 48 columns, per k 3 vector loads of q, 8
  * broadcasts and 24 FMAs. The micro-kernel of both own-layout stages. (Prefetching the panel
- * 16-32 rows ahead into L1: 1.00-1.03x as fast on one thread, 0.96-1.05x on two, N = 16; not kept.) */
+ * 16-32 rows ahead into L1: 1.00-1.03x as fast on one thread, 0.96-1.05x on two, N = 16; not kept.
+ * Copying each row group's 8 rows first into a [K][8] panel, as BLIS packs its A operand, so that
+ * the broadcasts read one stream: 0.91x by the best of 400 single-thread runs of a 128-token item
+ * in a micro-benchmark (0.88x packed by scatter stores; 0.82-0.88x with the down stage's g packed
+ * too), medians 0.97-1.02x; not kept.) */
 static inline __attribute__((always_inline)) void lk_tile_8x48(const float *const *a, const float *q, int64_t K,
                                                               float t[LK_GU_ROWS][48]) {
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5], *a6 = a[6], *a7 = a[7];
@@ -622,7 +626,10 @@ static void lk_item(const float *x, int64_t d, const float *w1, const float *w2,
          * two, in two sessions; as work items of 512 rows, gate/up in 128-row chunks, with work
          * stealing: 1.05x on one thread, 1.01x on two at N = 16, 0.98x at N = 8 (256-row items
          * 0.95x). Prefetching the next expert's panels during an expert's last chunk: 0.98-0.99x.
-         * Not kept.) */
+         * Prefetching into L2 from the tile loop, spread over the item, the next gate/up panel during
+         * each one, the down panels during the last and the next item's gate/up panels during the
+         * down stage: 0.97-1.02x on two threads (31 paired calls after a dense FFN call; N = 16,
+         * k = 4, 8, 12; N = 8, k = 2), 1.03x on one (21, within its noise). Not kept.) */
         lk_gate_up(x, d, m, tok, c, pk->p1[e], h, m, tw);
         if (buf) {
             for (int r = 0; r < c; ++r) loc[r] = ~r;
