@@ -962,12 +962,12 @@ static void lk_route_topk(const void *ctx_, int64_t t0, int64_t t1, int32_t *lis
 #ifdef __AVX512F__
         if (n_exp <= 16) {
             /* the same ranks from two compares of all the token's logits and a popcount: gcc runs the
-             * loop below for N < 16 as scalar code (its vector body wants 16 experts). Routing of
-             * 2048 tokens per thread, top-k and lists only (logits excluded), 2 threads, each call
-             * after a dense FFN call, medians of 21: N = 8, k = 2 0.63 -> 0.08-0.12 ms; N = 4, k = 1
-             * 0.26-0.29 -> 0.04-0.08 ms; N = 16, k = 4 0.37-0.41 -> 0.19 ms; N = 16, k = 12 0.40 ->
-             * 0.12-0.13 ms, of 25-85 ms calls (whole calls: 1.00x at N = 8 and 16, 1.03x at N = 4,
-             * 31 paired calls; within their noise) */
+             * loop below for N < 16 as scalar code (its vector body wants 16 experts). Top-k and
+             * lists of 2048 tokens per thread (logits excluded), 2 threads, medians of 31 calls, each
+             * after a dense FFN call, alternating with a build of the loop: N = 8, k = 2 0.56-0.66 ->
+             * 0.08-0.09 ms; N = 4, k = 1 0.21-0.22 -> 0.05 ms; N = 16, k = 4 0.32-0.34 -> 0.16-0.18
+             * ms; N = 16, k = 12 0.28-0.31 -> 0.16 ms, of 25-85 ms calls (whole calls: 1.00x at
+             * N = 8 and 16, 1.03x at N = 4, 31 paired calls; within their noise) */
             const __mmask16 valid = (__mmask16)((1u << n_exp) - 1);
             const __m512 all = _mm512_maskz_loadu_ps(valid, lg);
             for (int64_t e = 0; e < n_exp; ++e) {
