@@ -381,10 +381,23 @@ def test_packed_weights_give_the_same_prefill(nthreads, own, d, m, threads):
         assert _rel(y, ref) < 1e-5, (block, chunk)
     wr = torch.randn(n, d)
     top = k.prefill_topk(x, wr, w1, w2, 2, True, 32, 128)
-    assert _rel(k.prefill_topk(x, wr, w1, w2, 2, True, 32, 128, packed), top) < 1e-5
+    ptop = k.prefill_topk(x, wr, w1, w2, 2, True, 32, 128, packed)
+    assert _rel(ptop, top) < 1e-5
+    # any shape [..., d], contiguous or not; y has x's shape
+    strided = x.t().contiguous().t()
+    assert not strided.is_contiguous() and torch.equal(strided, x)
+    assert torch.equal(k.prefill_topk(strided, wr, w1, w2, 2, True, 32, 128, packed), ptop)
+    y3 = k.prefill_topk(x.view(1, t, d), wr, w1, w2, 2, True, 32, 128, packed)
+    assert y3.shape == (1, t, d) and torch.equal(y3[0], ptop)
     other = k.pack(*_experts(n, d, m + 1), rows=16)
     with pytest.raises(ValueError, match="packed weights"):
         k.prefill(x, w1, w2, mask, wts, 64, 16, other)
+    # weights edited after packing (the kernels sample 128 of each matrix): refused, nothing computed
+    for edited in (w1.clone().mul_(2.0), w1.clone().add_(1.0)):
+        with pytest.raises(kernels.StalePackError, match="repack"):
+            k.prefill(x, edited, w2, mask, wts, 64, 16, packed)
+        with pytest.raises(kernels.StalePackError, match="repack"):
+            k.prefill_topk(x, wr, w1, w2.clone().mul_(edited[0, 0, 0]), 2, True, 32, 128, packed)
     packed.free()
     packed.free()  # idempotent
     assert packed.handle is None
@@ -452,6 +465,11 @@ def test_block_repacks_when_its_weights_change():
         version = block.w2._version
         block.w2.data.mul_(3.0)  # through .data: no version bump, seen by the sampled weights
         assert block.w2._version == version and _rel(block(x), pytorch_path()) < 1e-5
+        block.set_policy("top2")  # the same in the top-k kernel (it checks the samples itself)
+        stale = block._pack
+        assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is stale
+        block.w1.data.mul_(-1.5)
+        assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is not stale
         block.pack_weights = False
         block.w1.mul_(2.0)
         assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is None

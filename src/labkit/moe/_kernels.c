@@ -40,7 +40,7 @@
 #include <immintrin.h>
 #endif
 
-#define LK_ABI 7
+#define LK_ABI 8
 #define LK_MAX_EXPERTS 1024 /* lk_moe_decode_rule's stack arrays */
 
 typedef void (*lk_sgemm_fn)(const char *, const char *, const int *, const int *, const int *,
@@ -740,6 +740,7 @@ static int lk_prefill_blocks(const float *x, int64_t T, int64_t d, const float *
     if (lk_sgemm == NULL) return -1;
     const lk_packed *pk = (const lk_packed *)packed;
     if (pk && (pk->n_exp != n_exp || pk->d != d || pk->m != m)) return -4;
+    if (pk && !lk_pack_check(pk, w1, w2)) return -5; /* weights edited since packing: the caller repacks */
     if (chunk < 1) chunk = 1;
     if (pk && chunk > pk->rows) chunk = pk->rows; /* GEMMs of at most the rows it was packed for */
     if (nthreads < 1) nthreads = 1;
@@ -887,8 +888,8 @@ static void lk_route_mask(const void *ctx_, int64_t t0, int64_t t1, int32_t *lis
  * tensor), wts float [T, N] or NULL (unit weights). Tokens are processed in blocks of `block`
  * rows, at most `chunk` rows per GEMM. `packed` (NULL: plain sgemm) is lk_pack_experts(w1, w2, ...)
  * of these same weights; GEMMs then have at most its `rows` rows. Returns 0; -1 when no BLAS was
- * registered; -4 when `packed` is of another shape; -2 when
- * scratch memory failed. */
+ * registered; -4 when `packed` is of another shape; -5 when its sampled weights (lk_pack_check)
+ * no longer equal w1, w2 (nothing is computed); -2 when scratch memory failed. */
 int lk_moe_prefill(const float *x, int64_t T, int64_t d, const float *w1, const float *w2, const void *packed,
                    int64_t n_exp, int64_t m, const uint8_t *mask, const float *wts, float *y,
                    int64_t block, int64_t chunk, int nthreads) {
@@ -1015,7 +1016,8 @@ static void lk_route_topk(const void *ctx_, int64_t t0, int64_t t1, int32_t *lis
 }
 
 /* Top-k prefill, router included (wr [N, d]): as lk_moe_decode_rule's top-k for every token of x [T, d].
- * Returns 0, -1 (no BLAS), -2 (scratch memory), -3 (k or N out of range) or -4 (`packed` shape). */
+ * Returns 0, -1 (no BLAS), -2 (scratch memory), -3 (k or N out of range), -4 (`packed` shape) or -5
+ * (`packed` stale, as lk_moe_prefill). */
 int lk_moe_prefill_topk(const float *x, int64_t T, int64_t d, const float *wr, const float *w1, const float *w2,
                         const void *packed, int64_t n_exp, int64_t m, int64_t k, int softmax, float *y, int64_t block, int64_t chunk,
                         int nthreads) {

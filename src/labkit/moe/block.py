@@ -39,6 +39,7 @@ from __future__ import annotations
 import ctypes
 import math
 import threading
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -226,18 +227,17 @@ class MoEBlock(nn.Module):
         pol = self.policy if policy is None else policy
         if x.numel() == self.hidden_size and not torch.is_grad_enabled():
             return self._decode_fast(x, pol)
-        shape = x.shape
-        flat = x.reshape(-1, self.hidden_size)
         if type(pol) is TopK and not (torch.is_grad_enabled() or self.record_stats or self.keep_logits):
             kern = self._prefill_kernel(x)
-            if kern is not None:  # routing and experts in one kernel call
+            if kern is not None:  # routing and experts in one kernel call, on x as it is (no reshape)
                 self.fused_calls += 1
-                w1, w2 = self._fused_weights
-                block = _kernels.prefill_block(flat.shape[0], self.num_experts, pol.k)
-                softmax = self.weighting == "softmax"
-                wr, packed = self._views[0], self._packed(kern)
-                y = kern.prefill_topk(flat.contiguous(), wr, w1, w2, pol.k, softmax, block, packed=packed)
-                return y.reshape(shape)
+                k, threads = pol.k, torch.get_num_threads()
+                block = _kernels.prefill_block(x.numel() // self.hidden_size, self.num_experts, k, threads)
+                softmax, wr, (w1, w2) = self.weighting == "softmax", self._views[0], self._fused_weights
+                args = (x, wr, w1, w2, k, softmax, block)
+                return self._with_pack(kern, kern.prefill_topk, *args, threads=threads)
+        shape = x.shape
+        flat = x.reshape(-1, self.hidden_size)
         if pol.unit_weights:
             if self.record_stats:
                 self.stats.update(torch.ones(flat.shape[0], self.num_experts, dtype=torch.bool))
@@ -283,8 +283,8 @@ class MoEBlock(nn.Module):
                 block = _kernels.prefill_block(t, self.num_experts, mask.sum().item() / max(1, t))
                 w = None if weights is None else weights.to(torch.float32).contiguous()
                 w1, w2 = self._fused_weights  # set by _prefill_kernel's _weight_views()
-                mask = mask.to(torch.bool).contiguous()
-                return kern.prefill(x.contiguous(), w1, w2, mask, w, block, packed=self._packed(kern))
+                mask, x = mask.to(torch.bool).contiguous(), x.contiguous()
+                return self._with_pack(kern, kern.prefill, x, w1, w2, mask, w, block)
         m = self.expert_dim
         mt = mask.t()
         pairs = mt.nonzero()  # (expert, token), grouped by expert
@@ -476,11 +476,12 @@ class MoEBlock(nn.Module):
         """The expert weights packed for MKL's GEMMs (``kernels.MoEKernels.pack``), or None.
 
         Rebuilt whenever the weights change, in place included: the parameters' version counters
-        (shared with their detached views) are part of the key, and 256 sampled weights are
-        compared on every call for edits that bypass them (``block.w1.data.mul_(...)``; an edit
-        of a few weights through ``.data`` is not seen: set ``pack_weights = False`` around such
-        edits, or replace the parameter). Not used for tensors made under ``torch.inference_mode``
-        (they keep no version counter) or with ``pack_weights = False``.
+        (shared with their detached views) are part of the key, and the kernels compare 256
+        sampled weights on every call for edits that bypass them (``block.w1.data.mul_(...)``;
+        :meth:`_with_pack` then repacks; an edit of a few weights through ``.data`` is not seen:
+        set ``pack_weights = False`` around such edits, or replace the parameter). Not used for
+        tensors made under ``torch.inference_mode`` (they keep no version counter) or with
+        ``pack_weights = False``.
         """
         w1, w2 = self._parameters["w1"], self._parameters["w2"]
         key = None
@@ -489,7 +490,7 @@ class MoEBlock(nn.Module):
                 key = (w1.data_ptr(), w2.data_ptr(), w1._version, w2._version, w1.shape, w2.shape)
             except RuntimeError:  # an inference tensor: in-place changes could not be seen
                 key = None
-        if self._pack_key != key or (self._pack is not None and not self._pack.matches(*self._fused_weights)):
+        if self._pack_key != key:
             # dropped, not freed: a call running in another thread may still hold it (freed with
             # its last reference)
             self._pack = None
@@ -497,6 +498,18 @@ class MoEBlock(nn.Module):
                 self._pack = kern.pack(*self._fused_weights, rows=_kernels.PREFILL_CHUNK)
             self._pack_key = key
         return self._pack
+
+    def _with_pack(
+        self, kern: _kernels.MoEKernels, fn: Callable[..., torch.Tensor], *args: object, **kwargs: object
+    ) -> torch.Tensor:
+        """``fn(*args, packed=..., **kwargs)`` with this block's packed weights (:meth:`_packed`);
+        when the kernel finds them stale (weights edited through ``.data``) they are rebuilt and
+        the call made again."""
+        try:
+            return fn(*args, packed=self._packed(kern), **kwargs)
+        except _kernels.StalePackError:
+            self._pack, self._pack_key = None, None
+            return fn(*args, packed=self._packed(kern), **kwargs)
 
     def release_kernel_caches(self) -> None:
         """Free the packed copy of the expert weights (rebuilt on the next CPU prefill); e.g. when
