@@ -98,7 +98,9 @@ int lk_has_pack(void) { return lk_pack_size && lk_pack && lk_compute && lk_sgemm
  * and a scatter pass: first (gate/up then with row groups outer, all panels per group) m=96 (442
  * KB) 1.04-1.10x as fast (median of 25 paired calls), m=192 1.01x, m=384 0.94x; then (panels
  * outer, work stealing) m=192 (884 KB) 1.06/1.03/1.06x at k = 2/4/6 of 8 experts (61 paired
- * calls), m=384 1.00/0.98x at k = 1/2 of 4 (41). */
+ * calls), m=384 1.00/0.98x at k = 1/2 of 4 (41); later (with the vector top-k of 3e8e739)
+ * m=96 1.10/1.09/1.06x at k = 4/8/12 (25 paired calls after a dense FFN call), m=192
+ * 0.99/1.02/0.97x at k = 2/4/6 (41): about equal at N = 8, kept for its smaller scratch. */
 #define LK_OWN_MAX_BYTES (1 << 20)
 /* lk_down runs an expert's down panels in sets of at most this many bytes */
 #define LK_DN_SET_BYTES (512 << 10)

@@ -289,9 +289,10 @@ class MoEKernels:
         them (``own``; AVX-512 builds only, see ``has_own_layout``). ``own=None`` picks the own
         layout while an expert's gate/up panels take ≤ 1 MiB: at the SmolLM2 FFN shape that is
         N = 16 experts, where it measured 1.06-1.11x as fast as MKL's (k = 4, 8, 12; median of 25
-        paired calls, 4096 tokens, 2-core Xeon), and N = 8, 1.03-1.06x (k = 2, 4, 6; 61 paired
-        calls, with work stealing), against 0.98-1.00x at N = 4. ``.own`` tells which one was
-        used.
+        paired calls, 4096 tokens, 2-core Xeon; 1.06-1.10x again with the current kernels), and
+        N = 8, first 1.03-1.06x (k = 2, 4, 6; 61 paired calls, with work stealing), with the
+        current kernels 0.97-1.02x (41 paired calls each), against 0.98-1.00x at N = 4. ``.own``
+        tells which one was used.
 
         A copy: it costs about as much memory as the weights, is not updated when they change (the
         caller rebuilds it) and is freed with the returned object. None when MKL's packed GEMM is
