@@ -593,7 +593,8 @@ static void lk_down(const float *g, int64_t ldg, int64_t m, const int32_t *tok, 
             float *yr[LK_GU_ROWS], *yn[LK_GU_ROWS];
             uint8_t add[LK_GU_ROWS];
             for (int r = 0; r < LK_GU_ROWS; ++r) {
-                const int32_t ta = tok[r0 + (r < nr ? r : 0)], tn = tok[r0 + LK_GU_ROWS + r < c ? r0 + LK_GU_ROWS + r : 0];
+                const int32_t ta = tok[r0 + (r < nr ? r : 0)];
+                const int32_t tn = tok[r0 + LK_GU_ROWS + r < c ? r0 + LK_GU_ROWS + r : 0];
                 yr[r] = y + (int64_t)(ta < 0 ? ~ta : ta) * d;
                 yn[r] = y + (int64_t)(tn < 0 ? ~tn : tn) * d;
                 add[r] = ta >= 0;
@@ -737,8 +738,9 @@ typedef void (*lk_route_fn)(const void *ctx, int64_t t0, int64_t t1, int32_t *li
                             int64_t stride, float *extra);
 
 static int lk_prefill_blocks(const float *x, int64_t T, int64_t d, const float *w1, const float *w2,
-                             const void *packed, int64_t n_exp, int64_t m, lk_route_fn route, const void *ctx, int weighted,
-                             int64_t route_scratch, float *y, int64_t block, int64_t chunk, int nthreads) {
+                             const void *packed, int64_t n_exp, int64_t m, lk_route_fn route, const void *ctx,
+                             int weighted, int64_t route_scratch, float *y, int64_t block, int64_t chunk,
+                             int nthreads) {
     if (lk_sgemm == NULL) return -1;
     const lk_packed *pk = (const lk_packed *)packed;
     if (pk && (pk->n_exp != n_exp || pk->d != d || pk->m != m)) return -4;
@@ -1021,8 +1023,8 @@ static void lk_route_topk(const void *ctx_, int64_t t0, int64_t t1, int32_t *lis
  * Returns 0, -1 (no BLAS), -2 (scratch memory), -3 (k or N out of range), -4 (`packed` shape) or -5
  * (`packed` stale, as lk_moe_prefill). */
 int lk_moe_prefill_topk(const float *x, int64_t T, int64_t d, const float *wr, const float *w1, const float *w2,
-                        const void *packed, int64_t n_exp, int64_t m, int64_t k, int softmax, float *y, int64_t block, int64_t chunk,
-                        int nthreads) {
+                        const void *packed, int64_t n_exp, int64_t m, int64_t k, int softmax, float *y, int64_t block,
+                        int64_t chunk, int nthreads) {
     if (k < 1 || k > n_exp || n_exp > LK_MAX_EXPERTS) return -3;
     const int64_t n16 = (n_exp + 15) / 16 * 16;
     float *wrt = (float *)calloc((size_t)(d * n16), sizeof(float));
