@@ -16,7 +16,8 @@ BLAS gemv uses one core, while labkit's decode streams the chosen experts' rows 
     python benchmarks/bench_moe.py             # the table (a few minutes on 2 CPU cores)
     python benchmarks/bench_moe.py --shape llama2-7b   # one 7B-sized FFN (~1.7 GB RAM, minutes)
     python benchmarks/bench_moe.py --convert   # + end-to-end SmolLM2-135M conversion at the cpu
-                                               #   profile budget (100K tokens): wall time, peak RSS
+                                               #   profile budget (100K tokens), from scratch in a
+                                               #   temporary folder: wall time, peak RSS
     python benchmarks/bench_moe.py --steady-malloc   # glibc keeps freed memory (see below)
 
 The memory allocator weighs on the prefill ratios. Each call frees its output (9.4 MB at 4096
@@ -172,14 +173,21 @@ def steady_malloc() -> bool:
 
 
 def run_convert() -> None:
+    """A conversion from scratch in a temporary folder (the cached one, and its layer checkpoints
+    that a rerun would resume from, are neither used nor touched); the model comes from the cache."""
+    import tempfile
+
     from labkit.moe import pipeline
 
     cfg = pipeline.ConversionConfig.from_profile("cpu")
-    t = time.perf_counter()
-    _, _, rep = pipeline.convert(cfg, progress=True, use_cache=False)
+    with tempfile.TemporaryDirectory(prefix="labkit-bench-convert-") as tmp:
+        t = time.perf_counter()
+        _, _, rep = pipeline.convert(cfg, progress=True, use_cache=False, folder=tmp)
+        wall = time.perf_counter() - t
+    assert not rep["resumed_layers"], rep["resumed_layers"]
     stages = {k: round(v) for k, v in rep["stages_s"].items()}
     print(
-        f"\nSmolLM2-135M conversion, {rep['tokens']['train']} tokens: wall {time.perf_counter() - t:.0f} s, "
+        f"\nSmolLM2-135M conversion from scratch, {rep['tokens']['train']} tokens: wall {wall:.0f} s, "
         f"peak RSS {rep['peak_rss_mb']:.0f} MB, stages {stages}"
     )
     print(

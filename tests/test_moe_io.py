@@ -138,6 +138,22 @@ def test_convert_caches_by_config_and_reports(tmp_path, monkeypatch):
     assert other.key() != TINY.key()
 
 
+def test_convert_into_a_folder_runs_from_scratch_then_resumes(tmp_path, monkeypatch):
+    """``folder=``: the run works there, not in the cache; an empty folder is a run from scratch,
+    a rerun with ``use_cache=False`` resumes every layer from its checkpoint (same weights)."""
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    model, _, report = pipeline.convert(TINY, progress=False, folder=out)
+    assert report["resumed_layers"] == [] and (out / "report.json").is_file()
+    assert (out / "checkpoints").is_dir()
+    assert not pipeline.conversion_dir(TINY).exists()
+    again, _, rep2 = pipeline.convert(TINY, progress=False, use_cache=False, folder=out)
+    assert rep2["resumed_layers"] == list(range(6)) and not rep2["from_cache"]
+    ids = torch.randint(0, 256, (1, 9))
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, model(ids).logits)
+
+
 def test_convert_refuses_bad_config(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
     with pytest.raises(moe.TokenBudgetError, match="exceeds"):

@@ -148,8 +148,15 @@ def convert(
     progress: bool = True,
     keep_activations: bool = False,
     use_cache: bool = True,
+    folder: str | Path | None = None,
 ):
     """Run (or load from cache) a conversion; returns ``(model, tokenizer, report)``.
+
+    ``folder``: where the conversion keeps its activations, per-layer checkpoints, model and report
+    (default :func:`conversion_dir`, the cache entry of the config). An empty folder gives a run
+    from scratch (``bench_moe.py --convert`` times one in a temporary folder); with
+    ``use_cache=False`` and an existing folder the run resumes from its layer checkpoints (the
+    report's ``resumed_layers``).
 
     The report (a dict, also ``report.json``) holds: tokens used, wall time per stage, peak RSS,
     per-layer distillation losses, routing profiles, stage-2 candidates/front/chosen policy,
@@ -170,7 +177,7 @@ def convert(
         from .errors import UnknownMethodError
 
         raise UnknownMethodError(f"method={cfg.method!r} is unknown; choose one of {METHODS}")
-    folder = conversion_dir(cfg)
+    folder = conversion_dir(cfg) if folder is None else Path(folder)
     model_dir, report_path = folder / "model", folder / "report.json"
     if use_cache and model_dir.is_dir() and report_path.is_file():
         model, tok = io.load_moe(model_dir, device=cfg.device)
@@ -265,6 +272,7 @@ def convert(
             "valid": int(valid.numel()),
             "distill_steps_tokens": sum(r.tokens for r in layers),
         },
+        "resumed_layers": [r.layer for r in layers if r.resumed],
         "wall_s": wall,
         "stages_s": timer.stages,
         "peak_rss_mb": peak_rss_mb(),
