@@ -66,7 +66,7 @@ _OFF = ("0", "false", "no", "off")
 PREFILL_MAX_EXPERT_BYTES = 8 << 20
 # Most rows per expert GEMM in the prefill kernels. Own layout, 2 cores, paired calls after a dense
 # FFN call: 64 rows 0.95-1.02x as fast as 128, 96 rows 0.94-0.99x (21 calls; N = 4-16), 192 and
-# 256 rows (packed for 256) 0.95-1.01x (25 calls; N = 8, 16).
+# 256 rows (packed for 256) 0.94-1.01x (25 calls; N = 8, 16).
 PREFILL_CHUNK = 128
 _VP, _I64, _INT, _DBL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
 # Tried in order. On AVX-512 CPUs gcc defaults to 256-bit vectors; 512-bit ones measured 1.8x
