@@ -129,7 +129,7 @@ static void lk_probe(const float *w1, const float *w2, int64_t n1, int64_t n2, u
 
 /* 1 when the sampled elements of w1, w2 still equal those packed (bitwise), else 0: catches edits
  * that bypass PyTorch's version counters (`param.data.mul_(...)`) unless they touch few weights. */
-int lk_pack_check(const void *handle, const float *w1, const float *w2) {
+static int lk_pack_check(const void *handle, const float *w1, const float *w2) {
     const lk_packed *pk = (const lk_packed *)handle;
     uint32_t now[2][LK_PROBES];
     lk_probe(w1, w2, pk->n_exp * pk->d * 2 * pk->m, pk->n_exp * pk->m * pk->d, now);

@@ -75,8 +75,10 @@ _FLAG_SETS = (("-march=native", "-mprefer-vector-width=512"), ("-march=native",)
 
 
 class StalePackError(RuntimeError):
-    """The packed weights given to a prefill kernel no longer equal the weights (the kernel samples
-    them, as :meth:`PackedExperts.matches`, before computing anything): repack and call again."""
+    """The packed weights given to a prefill kernel no longer equal the weights: before computing
+    anything the kernel compares 128 evenly spaced elements of each of ``w1``, ``w2`` with those
+    packed, bit for bit (a cheap check for edits that PyTorch's version counters miss,
+    ``param.data.mul_(...)``; an edit of a few weights can pass it). Repack and call again."""
 
 
 class MoEKernels:
@@ -111,8 +113,6 @@ class MoEKernels:
         lib.lk_pack_free.restype = None
         lib.lk_pack_resident.argtypes = [_VP]
         lib.lk_pack_resident.restype = _I64
-        lib.lk_pack_check.argtypes = [_VP, _VP, _VP]
-        lib.lk_pack_check.restype = _INT
         lib.lk_pack_own.argtypes = [_VP]
         lib.lk_pack_own.restype = _INT
         lib.lk_has_own.restype = _INT
@@ -325,12 +325,6 @@ class PackedExperts:
         self.shape = shape  # (N, d, m)
         self.resident_bytes = int(lib.lk_pack_resident(handle))
         self.own = bool(lib.lk_pack_own(handle))  # labkit's own panel layout, not MKL's
-
-    def matches(self, w1: torch.Tensor, w2: torch.Tensor) -> bool:
-        """Whether 128 evenly spaced elements of each of ``w1``, ``w2`` (same shapes as packed)
-        still equal the packed ones, bit for bit: a cheap check for edits that PyTorch's version
-        counters miss (``param.data.mul_(...)``); an edit of a few weights can pass it."""
-        return bool(self.handle) and bool(self._lib.lk_pack_check(self.handle, w1.data_ptr(), w2.data_ptr()))
 
     def free(self) -> None:
         """Release the packed buffers now (idempotent)."""
