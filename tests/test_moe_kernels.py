@@ -397,7 +397,9 @@ def test_packed_weights_give_the_same_prefill(nthreads, own, d, m, threads):
         with pytest.raises(kernels.StalePackError, match="repack"):
             k.prefill(x, edited, w2, mask, wts, 64, 16, packed)
         with pytest.raises(kernels.StalePackError, match="repack"):
-            k.prefill_topk(x, wr, w1, w2.clone().mul_(edited[0, 0, 0]), 2, True, 32, 128, packed)
+            k.prefill_topk(x, wr, edited, w2, 2, True, 32, 128, packed)
+    with pytest.raises(kernels.StalePackError, match="repack"):
+        k.prefill_topk(x, wr, w1, w2.clone().mul_(2.0), 2, True, 32, 128, packed)
     packed.free()
     packed.free()  # idempotent
     assert packed.handle is None
@@ -466,10 +468,10 @@ def test_block_repacks_when_its_weights_change():
         block.w2.data.mul_(3.0)  # through .data: no version bump, seen by the sampled weights
         assert block.w2._version == version and _rel(block(x), pytorch_path()) < 1e-5
         block.set_policy("top2")  # the same in the top-k kernel (it checks the samples itself)
-        stale = block._pack
-        assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is stale
-        block.w1.data.mul_(-1.5)
-        assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is not stale
+        current = block._pack
+        assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is current
+        block.w1.data.mul_(-1.5)  # now stale: the kernel refuses it, the block repacks
+        assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is not current
         block.pack_weights = False
         block.w1.mul_(2.0)
         assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is None
