@@ -6,14 +6,18 @@ policies (top-p, switch; the per-token expert count varies); ``--shape llama2-7b
 LLaMA2-7B FFN (d=4096, f=11008; 512-token prefill by default), where the fixed per-token cost of
 routing is small next to the matrix-vector products. Efficiency = (k/N) · t_dense / t_moe: 1.0 means
 the MoE is exactly as much faster than dense as its activated fraction predicts. All timings are
-measured side by side in one run (round-robin, median of repeats), on whatever device is present.
+measured side by side in one run, on whatever device is present: each row runs 21 rounds (``--repeats``)
+in which every variant is called in turn; times are medians over rounds, and an efficiency is the
+median of the rounds' own ratios (dense and MoE, called back to back, share the host's phase, which
+on a shared VM can change the speed of both by tens of percent for seconds at a time), printed for
+labkit with a 95 % bootstrap interval of that median.
 On a CPU labkit's block runs its fused C kernels (``labkit.moe.kernels``, compiled on first use);
 the ``labkit-pt`` column is the same block with them switched off (``use_kernels=False``), i.e. the
 pure-PyTorch fallback. The decode efficiency can exceed 1: the dense FFN's three matrix-vector
 products are separate calls whose per-call costs add up, and on some CPUs (AMD EPYC, measured) a
 BLAS gemv uses one core, while labkit's decode streams the chosen experts' rows on all cores.
 
-    python benchmarks/bench_moe.py             # the table (a few minutes on 2 CPU cores)
+    python benchmarks/bench_moe.py             # the table (about five minutes on 2 CPU cores)
     python benchmarks/bench_moe.py --shape llama2-7b   # one 7B-sized FFN (~1.7 GB RAM, minutes)
     python benchmarks/bench_moe.py --convert   # + end-to-end SmolLM2-135M conversion at the cpu
                                                #   profile budget (100K tokens), from scratch in a
@@ -83,15 +87,32 @@ def _time(fn, x, inner: int) -> float:
     return (time.perf_counter() - t) / inner
 
 
-def measure(fns: dict, x: torch.Tensor, inner: int, repeats: int) -> dict[str, float]:
-    """Round-robin timing of every function on ``x``; median seconds per call."""
+def measure(fns: dict, x: torch.Tensor, inner: int, repeats: int) -> dict[str, list[float]]:
+    """Round-robin timing of every function on ``x``: seconds per call, one sample per repeat
+    (sample ``r`` of every function comes from the same round: the calls run back to back)."""
     for fn in fns.values():
         fn(x)
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
             samples[name].append(_time(fn, x, inner))
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return samples
+
+
+def paired_efficiency(
+    frac: float, dense: list[float], moe: list[float], boot: int = 2000
+) -> tuple[float, float, float]:
+    """Efficiency ``frac · t_dense / t_moe`` as the median over rounds of each round's own ratio,
+    with a 95 % percentile-bootstrap interval of that median (seeded: the same data give the same
+    interval). A round's dense and MoE calls run back to back, so a slow phase of the host (on a
+    shared VM they last seconds) slows both and cancels in the ratio; medians taken separately
+    mix rounds from different phases."""
+    import random
+
+    ratios = [frac * a / b for a, b in zip(dense, moe, strict=True)]
+    rng = random.Random(0)
+    meds = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(boot))
+    return statistics.median(ratios), meds[int(0.025 * boot)], meds[int(0.975 * boot) - 1]
 
 
 def run_table(
@@ -112,10 +133,12 @@ def run_table(
             for phase, tokens, inner in (("prefill", prefill_tokens, 1), ("decode", 1, decode_inner)):
                 x = torch.randn(1, tokens, d, device=device)
                 with torch.inference_mode():
-                    t = measure(fns, x, inner, repeats)
-                row = {"N": n, "k": k, "phase": phase, **{f"t_{a}": v for a, v in t.items()}}
-                for name in fns:
-                    row[f"eff_{name}"] = frac * t["dense"] / t[name]
+                    samples = measure(fns, x, inner, repeats)
+                row = {"N": n, "k": k, "phase": phase}
+                for name, v in samples.items():
+                    row[f"t_{name}"] = statistics.median(v)
+                    eff, lo, hi = paired_efficiency(frac, samples["dense"], v)
+                    row[f"eff_{name}"], row[f"ci_{name}"] = eff, (lo, hi)
                 rows.append(row)
                 print(_fmt(row, pytorch_column), flush=True)
             del lab, fns
@@ -135,9 +158,9 @@ def run_adaptive(device: str, repeats: int, d: int = D, f: int = F) -> list[dict
             with torch.inference_mode():
                 kbar = statistics.mean(len(block.policy.select_one(block.router(x).reshape(-1))) for x in xs)
                 fns = {"dense": lambda b: [mlp(x) for x in b], "labkit": lambda b, m=block: [m(x) for x in b]}
-                t = measure(fns, xs, 1, repeats)
-            td, tl = t["dense"] / len(xs), t["labkit"] / len(xs)
-            eff = kbar / n * td / tl
+                samples = measure(fns, xs, 1, repeats)
+            td, tl = (statistics.median(samples[a]) / len(xs) for a in ("dense", "labkit"))
+            eff = paired_efficiency(kbar / n, samples["dense"], samples["labkit"])[0]
             rows.append({"N": n, "policy": spec, "k_mean": kbar, "t_dense": td, "t_labkit": tl, "eff": eff})
             print(f"| {n:>2} | {spec:<14} | {kbar:6.2f} | {td * 1e3:8.3f} | {tl * 1e3:9.3f} | {eff:5.2f} |")
     return rows
@@ -149,7 +172,8 @@ def _fmt(r: dict, pytorch_column: bool = True) -> str:
         f"| {r['N']:>2} | {r['k']:>2} | {r['phase']:<7} | {r['t_dense'] * 1e3:9.3f} "
         f"| {r['t_labkit'] * 1e3:9.3f} "
         + (f"| {r['t_labkit_pt'] * 1e3:9.3f} " if pt else "")
-        + f"| {r['t_mixtral'] * 1e3:9.3f} | {r['eff_labkit']:6.2f} "
+        + f"| {r['t_mixtral'] * 1e3:9.3f} "
+        + f"| {r['eff_labkit']:4.2f} ({r['ci_labkit'][0]:.2f}–{r['ci_labkit'][1]:.2f}) "
         + (f"| {r['eff_labkit_pt']:6.2f} " if pt else "")
         + f"| {r['eff_mixtral']:6.2f} |"
     )
@@ -201,7 +225,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--shape", choices=sorted(SHAPES), default="smollm2-135m", help="FFN size")
     ap.add_argument("--tokens", type=int, default=None, help="prefill tokens (4096; 512 at llama2-7b)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=21, help="rounds per row (paired timings)")
     ap.add_argument("--convert", action="store_true", help="also time the SmolLM2 100K-token conversion")
     ap.add_argument(
         "--no-pytorch-column", action="store_true", help="skip the block without its C kernels"
@@ -229,14 +253,14 @@ def main() -> None:
     print(
         "|  N |  k | phase   |  dense ms | labkit ms |"
         + (" labkit-pt ms |" if pt else "")
-        + " mixtral ms | eff labkit |"
+        + " mixtral ms | eff labkit (95% CI) |"
         + (" eff labkit-pt |" if pt else "")
         + " eff mixtral |"
     )
     print(
         "|---:|---:|:--------|----------:|----------:|"
         + ("-------------:|" if pt else "")
-        + "-----------:|-----------:|"
+        + "-----------:|-------------------:|"
         + ("--------------:|" if pt else "")
         + "------------:|"
     )
@@ -249,9 +273,11 @@ def main() -> None:
             f"{label} {min(r[f'eff_{key}'] for r in sel):.2f}–{max(r[f'eff_{key}'] for r in sel):.2f}"
             for key, label in names
         )
+        low = min(sel, key=lambda r: r["ci_labkit"][0])
         print(
             f"\n{phase}: efficiency {effs} (the same dense FFN measured "
-            f"{min(dense):.3f}–{max(dense):.3f} ms across rows: the noise floor of these ratios)"
+            f"{min(dense):.3f}–{max(dense):.3f} ms across rows); labkit's lowest 95% interval "
+            f"{low['ci_labkit'][0]:.2f}–{low['ci_labkit'][1]:.2f} (N = {low['N']}, k = {low['k']})"
         )
     print("\nAdaptive policies, 1-token decode (64 different tokens; k̄ = mean experts used)\n")
     print("|  N | policy         |     k̄ | dense ms | labkit ms |   eff |")
