@@ -17,7 +17,7 @@ pure-PyTorch fallback. The decode efficiency can exceed 1: the dense FFN's three
 products are separate calls whose per-call costs add up, and on some CPUs (AMD EPYC, measured) a
 BLAS gemv uses one core, while labkit's decode streams the chosen experts' rows on all cores.
 
-    python benchmarks/bench_moe.py             # the table (about five minutes on 2 CPU cores)
+    python benchmarks/bench_moe.py             # the table (about two minutes on 2 CPU cores)
     python benchmarks/bench_moe.py --shape llama2-7b   # one 7B-sized FFN (~1.7 GB RAM, minutes)
     python benchmarks/bench_moe.py --convert   # + end-to-end SmolLM2-135M conversion at the cpu
                                                #   profile budget (100K tokens), from scratch in a
