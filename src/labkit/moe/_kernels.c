@@ -554,7 +554,9 @@ static void lk_gate_up(const float *x, int64_t d, int64_t m, const int32_t *tok,
 
 /* y_r[0:nd] (+)= g_r W for nr <= 8 rows g_r = g + r * ldg (m values each) and one down panel q
  * [m][48] (nd <= 48 output columns kept): y_r is stored when add[r] is 0, else added to. The rows
- * yn (NULL: none) are prefetched for writing. */
+ * yn (NULL: none) are prefetched for writing. (The tile is summed from zero, then added to y_r:
+ * starting the accumulators from y_r would save a round trip through t, but an item stolen into a
+ * buffer is summed from zero, so results would then depend on which thread ran it.) */
 static void lk_down_8(const float *g, int64_t ldg, int nr, const float *q, int64_t m, float *const *yr,
                       const uint8_t *add, float *const *yn, int64_t nd) {
     const float *a[LK_GU_ROWS];
@@ -634,7 +636,13 @@ static void lk_item(const float *x, int64_t d, const float *w1, const float *w2,
          * Prefetching into L2 from the tile loop, spread over the item, the next gate/up panel during
          * each one, the down panels during the last and the next item's gate/up panels during the
          * down stage: 0.97-1.02x on two threads (31 paired calls after a dense FFN call; N = 16,
-         * k = 4, 8, 12; N = 8, k = 2), 1.03x on one (21, within its noise). Not kept.) */
+         * k = 4, 8, 12; N = 8, k = 2), 1.03x on one (21, within its noise). Not kept.
+         * What memory still costs, one thread, items only, timing-only variants, 31-41 paired calls
+         * after a 192 MB sweep, N = 16 k = 4 / N = 8 k = 2: x's rows cache-resident 1.06 / 1.03x,
+         * y's rows 1.04 / 1.03x, every expert on one expert's panels 1.05-1.12 / 1.04-1.09x; 2 MB
+         * pages for x and y 1.02-1.03 / 1.02x. Blocks of 256 / 512 tokens 0.80-0.85 / 0.92-0.97x,
+         * 1024 with one chunk per expert 1.03-1.05x (IQR 0.90-1.15): keeping the panels in L2
+         * costs the x rows theirs.) */
         lk_gate_up(x, d, m, tok, c, pk->p1[e], h, m, tw);
         if (buf) {
             for (int r = 0; r < c; ++r) loc[r] = ~r;
@@ -927,7 +935,9 @@ static void lk_logits(const float *x, int64_t B, int64_t d, const float *wrt, in
             if (nt == LT) {
                 /* the next tile's rows (contiguous, LT * d floats: a line every PF_EVERY steps) are prefetched
                  * while this one runs: the routing pass (x comes from memory) 1.16-1.18x as fast,
-                 * median of 41 paired calls on 1 and 2 threads; about 1 % of a prefill */
+                 * median of 41 paired calls on 1 and 2 threads; about 1 % of a prefill. It then reads
+                 * x at 6.3-6.4 GB/s per core (2-vCPU Ice Lake guest), whatever the prefetch: 0-8 tiles
+                 * ahead, hints T0/T1/T2, 0.99-1.03x (31 paired calls, one thread) */
                 const char *pf = (const char *)(xt + LT * d);
                 const int pf_on = e0 == 0 && t0 + 2 * LT <= B;
                 for (int64_t i = 0; i < d; ++i) {
