@@ -941,9 +941,10 @@ static void lk_logits(const float *x, int64_t B, int64_t d, const float *wrt, in
                  * median of 41 paired calls on 1 and 2 threads; about 1 % of a prefill. It then reads
                  * x at 6.3-6.4 GB/s per core (2-vCPU Ice Lake guest), whatever the prefetch: 0-8 tiles
                  * ahead, hints T0/T1/T2, 0.99-1.03x (31 paired calls, one thread). That is not the
-                 * memory's limit (a plain sum streams 11.7 GB/s per core, 23 GB/s on two) but the
-                 * tile's: 4096 tokens at N = 16 on one thread took 0.96 ms with x in cache against
-                 * 1.20 ms after a 192 MB sweep (79 / 63 GFLOP/s, 31 calls). Tiles of 16 tokens (16
+                 * memory's limit (a plain sum streams 11.7 GB/s per core, 23 GB/s on two); mostly
+                 * the tile's: 4096 tokens at N = 16 on one thread took 0.96-1.55 ms with x in cache
+                 * against 1.20-1.55 ms after a 192 MB sweep (5 runs of 31 calls; 49-79 GFLOP/s, about
+                 * half the FMA peak, even from cache). Tiles of 16 tokens (16
                  * accumulators) and d blocked by 192 in groups of 16 tiles (router slice kept in L1):
                  * 0.88 / 0.96x with x in cache, 0.72-0.77x from memory (no prefetch); not kept.
                  * Tiles of 4 tokens x 4 experts over 16-wide slices of d (8 loads per 16 FMAs, lanes
