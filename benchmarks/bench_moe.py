@@ -33,13 +33,12 @@ sets glibc's trim and mmap thresholds (``mallopt``; the same as ``MALLOC_TRIM_TH
 MALLOC_MMAP_THRESHOLD_=33554432``) so that freed memory is kept and reused by both.
 
 Measured with ``--steady-malloc`` on 2-vCPU KVM guests. On a Xeon of model 207 (2 MB L2 per
-core; 2026-12-01, 61 rounds), labkit's prefill efficiency was 0.99-1.15 in all nine rows (lowest
-95 % interval 0.97-1.01) and decode 1.04-1.69. On an Ice Lake Xeon (1.25 MB L2 per core;
-2026-11, 60-61 rounds), every row but one was above 0.9: N = 8, k = 2 sat at 0.89 in two runs (95 %
-intervals 0.88-0.91, 0.89-0.92).
-There a call has a fixed cost of about 1.5-2 ms out of 27 ms (Python, the routing pass, the
-threads' finish gap); the efficiency charges (1 - k/N) of it to the MoE, while the experts' own
-work ran at the dense FFN's rate per FLOP.
+core; 61 rounds, 2026-12-01), labkit's prefill efficiency was 0.99-1.15 in all nine rows (lowest
+95 % interval 0.97-1.01) and decode 1.04-1.69. On an Ice Lake Xeon (1.25 MB L2 per core; 60 and
+61 rounds, in the weeks before), every row but one was above 0.9: N = 8, k = 2 sat at 0.89 in both
+runs (95 % intervals 0.88-0.91, 0.89-0.92). There a call has a fixed cost of about 1.5-2 ms out
+of 27 ms (Python, the routing pass, the threads' finish gap); the efficiency charges (1 - k/N) of
+it to the MoE, while the experts' own work ran at the dense FFN's rate per FLOP.
 """
 
 from __future__ import annotations
