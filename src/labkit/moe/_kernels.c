@@ -586,8 +586,8 @@ static void lk_down_8(const float *g, int64_t ldg, int nr, const float *q, int64
 /* y[t] (+)= g[r] W2e for the c tokens tok[r] (~t: store, t: add) of one expert: row groups outer,
  * the expert's down panels q ([npd][m][48]) inner. (Panels outer, each 18-36 KB panel kept in L1
  * over the row groups and the output rows revisited once per panel: 0.94-0.99x; sets of 40 KiB
- * of panels 0.98-1.03x; 2 threads, 31 calls each after a dense FFN call, N = 8 k = 2, 4 and
- * N = 16 k = 4, 8.) */
+ * of panels 0.98-1.03x; 2 threads of the Ice Lake guest, 31 calls each after a dense FFN call,
+ * N = 8 k = 2, 4 and N = 16 k = 4, 8.) */
 static void lk_down(const float *g, int64_t ldg, int64_t m, const int32_t *tok, int c, const float *q, float *y,
                     int64_t d) {
     const int64_t npd = (d + LK_DN_COLS - 1) / LK_DN_COLS;
