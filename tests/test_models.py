@@ -93,7 +93,7 @@ def test_smollm2_cache_is_written_atomically(monkeypatch, tmp_cache, tmp_path):
     monkeypatch.setattr(transformers.LlamaForCausalLM, "save_pretrained", half_write)
     with pytest.raises(OSError, match="disk full"):
         load_causal_lm("smollm2-135m", device="cpu")
-    assert list((tmp_cache / "models").iterdir()) == []
+    assert [p for p in (tmp_cache / "models").iterdir() if p.suffix != ".lock"] == []  # locks stay
 
 
 @pytest.mark.slow

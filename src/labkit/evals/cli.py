@@ -14,6 +14,8 @@ import json
 import shutil
 from pathlib import Path
 
+from ..storage import check_output_dir, check_writable, replace_dir
+
 __all__ = ["register"]
 
 
@@ -30,7 +32,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..config import get_profile
-    from ..models import load_causal_lm
+    from ..models import load_causal_lm, resolve_device, resolve_dtype
+    from ..paths import cache_root
     from .prompts import PromptConfig
     from .runner import run_task
     from .tasks import get_task, load_task
@@ -41,6 +44,11 @@ def _run(args: argparse.Namespace) -> int:
     prof = get_profile()
     name = args.model or prof.evals.model
     cfg = PromptConfig(style=args.style, shots=args.shots, seed=args.seed, chat=args.chat, compat=args.compat)
+    # every path, device and dtype checked before the model is loaded
+    resolve_dtype(args.dtype or prof.dtype, resolve_device(args.device or prof.device))
+    if args.out:
+        check_output_dir(args.out, label="--out")
+    check_writable(Path(args.cache) if args.cache else cache_root() / "evals", label="--cache")
     model, tok = load_causal_lm(name, dtype=args.dtype or prof.dtype, device=args.device or prof.device)
     cache = Path(args.cache) if args.cache else True
     res = run_task(
@@ -59,10 +67,12 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for f in ("items.jsonl", "summary.json", "meta.json"):
-            shutil.copyfile(res.folder / f, out / f)
+
+        def copy(tmp: Path) -> None:
+            for f in ("items.jsonl", "summary.json", "meta.json"):
+                shutil.copyfile(res.folder / f, tmp / f)
+
+        replace_dir(args.out, copy, kind="eval-results", label="--out")
     m = res.summary["metrics"]
     brief = {
         k: {"value": round(v["analytic"]["value"], 4), "se": round(v["analytic"]["se"], 4)}
@@ -108,7 +118,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--dtype", default=None)
     r.add_argument("--device", default=None)
     r.add_argument("--cache", default=None, help="results root (default $LABKIT_CACHE/evals)")
-    r.add_argument("--out", default=None, help="also copy items.jsonl/summary.json here")
+    r.add_argument(
+        "--out", default=None, help="also copy items.jsonl/summary.json/meta.json to this new folder"
+    )
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=_run)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])

@@ -7,6 +7,7 @@ __all__ = [
     "ContextTruncatedWarning",
     "EvalDataError",
     "EvalError",
+    "NonFiniteScoreError",
     "UnknownMetricError",
     "UnknownTaskError",
 ]
@@ -32,6 +33,10 @@ class UnknownMetricError(EvalError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class NonFiniteScoreError(EvalError):
+    """The model gave NaN or infinite log-likelihoods; such records are never cached."""
 
 
 class ContextTooLongError(EvalError):

@@ -10,17 +10,23 @@ Layout of one run (``results_dir(...)``)::
 ``items.jsonl`` is rewritten through a temporary file and ``os.replace`` after every chunk, so an
 interrupted run leaves a valid file; :class:`ResultStore` then reports which items are done and a
 rerun scores only the rest. Each record carries a hash of its item, so an edited item is rescored.
+Records with NaN or infinite log-likelihoods are never written (and never reused if an older file
+has them). The run's folder is locked while a run writes it (:meth:`ResultStore.locked`): a second
+run on the same folder waits, then reuses the first one's records instead of rewriting them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..paths import atomic_write_text, cache_dir
+from ..storage import file_lock
 from .errors import EvalDataError
 from .schema import Item, read_jsonl
 
@@ -55,6 +61,12 @@ def results_dir(model_id: str, task: str, lang: str | None, key: str, root: str 
     return root / _slug(model_id) / f"{_slug(task)}-{lang or 'all'}-{key}"
 
 
+def is_finite_record(rec: dict) -> bool:
+    """Whether every log-likelihood / probability in a record is a finite number."""
+    vals = [*rec.get("lls", []), *([rec["p_gold"]] if "p_gold" in rec else [])]
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals)
+
+
 class ResultStore:
     """Atomic JSONL store of per-item records in one run folder."""
 
@@ -67,19 +79,38 @@ class ResultStore:
         if self.items_path.exists():
             for n, rec in read_jsonl(self.items_path):
                 if not isinstance(rec, dict) or "id" not in rec or "item_hash" not in rec:
-                    raise EvalDataError(f"{self.items_path}:{n}: not a labkit result record")
+                    raise EvalDataError(
+                        f"{self.items_path}:{n}: not a labkit result record; delete {self.folder} to rescore"
+                    )
                 self._records[rec["id"]] = rec
         if meta is not None and not self.meta_path.exists():
             atomic_write_text(self.meta_path, json.dumps(meta, ensure_ascii=False, indent=1, default=str))
 
+    @staticmethod
+    @contextlib.contextmanager
+    def locked(folder: str | Path) -> Iterator[Path]:
+        """Hold the run folder's lock (``.labkit.lock`` inside it) for the duration of a run."""
+        folder = Path(folder)
+        with file_lock(folder / ".labkit.lock", what=f"the results in {folder}") as path:
+            yield path
+
     def done(self, item: Item) -> dict | None:
-        """The stored record of ``item`` if it was scored with the same content, else ``None``."""
+        """The stored record of ``item`` if scored with the same content (and finite), else ``None``."""
         rec = self._records.get(item.id)
-        return rec if rec is not None and rec["item_hash"] == item_hash(item) else None
+        ok = rec is not None and rec["item_hash"] == item_hash(item) and is_finite_record(rec)
+        return rec if ok else None
 
     def add(self, records: Iterable[dict]) -> None:
-        """Add (or replace) records and rewrite ``items.jsonl`` atomically."""
+        """Add (or replace) records and rewrite ``items.jsonl`` atomically.
+
+        Raises
+        ------
+        ValueError
+            For a record with NaN/inf scores (callers filter them: they are never cached).
+        """
         for rec in records:
+            if not is_finite_record(rec):
+                raise ValueError(f"record {rec.get('id')!r} has non-finite scores; it is not cached")
             self._records[rec["id"]] = rec
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self._records.values())
         atomic_write_text(self.items_path, text)

@@ -8,6 +8,7 @@ build after ``make test``) reads the finished records instead of running the mod
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import EvalError, UnknownMetricError
+from .errors import EvalError, NonFiniteScoreError, UnknownMetricError
 from .lm import encode_pair, loglikelihood, model_max_length, tok_encode
 from .prompts import PromptConfig, build_prompt, select_shots
-from .results import ResultStore, item_hash, results_dir, run_key
+from .results import ResultStore, is_finite_record, item_hash, results_dir, run_key
 from .schema import Item
 from .scoring import cloze_predictions, letter_choice, macro_f1
 from .stats import Estimate, clustered_se, mean_se
@@ -145,6 +146,12 @@ def evaluate(
     """Score ``items``; records already in ``store`` (same item content) are reused, not rescored.
 
     Returns ``(records in item order, number of items scored now)``.
+
+    Raises
+    ------
+    NonFiniteScoreError
+        If the model gives NaN/inf log-likelihoods for some items (named). The finite records
+        are stored; the others never are, so a rerun with a repaired model scores them afresh.
     """
     cfg = prompt or PromptConfig()
     if not items:
@@ -169,8 +176,14 @@ def evaluate(
                 n = len(p.continuations)
                 recs.append(_score_item(it, p, lls[k : k + n], cfg, tokenizer))
                 k += n
+            bad = [r["id"] for r in recs if not is_finite_record(r)]
             if store is not None:
-                store.add(recs)
+                store.add([r for r in recs if is_finite_record(r)])
+            if bad:
+                raise NonFiniteScoreError(
+                    f"the model gave NaN/inf log-likelihoods for {len(bad)} item(s) ({', '.join(bad[:5])}); "
+                    "they were not cached. Check the weights and dtype (float16 overflows on CPU), then rerun"
+                )
             new.update({r["id"]: r for r in recs})
             bar.update(len(chunk))
     records = [done.get(it.id) or new[it.id] for it in items]
@@ -199,10 +212,15 @@ def run_task(
     Parameters
     ----------
     model_id:
-        Name that identifies the weights in the cache key (e.g. ``"smollm2-135m"``).
+        Name of the model in the results folder's path and summary (e.g. ``"smollm2-135m"``). The
+        cache key holds the weights' fingerprint (:func:`labkit.models.weights_fingerprint`) as well,
+        so new weights under an old name or path never reuse old results.
     cache:
-        ``True`` → ``$LABKIT_CACHE/evals``; a path → that root; ``False`` → nothing on disk.
+        ``True`` → ``$LABKIT_CACHE/evals``; a path → that root; ``False`` → nothing on disk. The run
+        folder is locked while this runs: a concurrent run of the same key waits, then reuses.
     """
+    from ..models import weights_fingerprint
+
     cfg = prompt or PromptConfig()
     spec = get_task(task.split(":", 1)[0])
     t0 = time.perf_counter()
@@ -212,6 +230,7 @@ def run_task(
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     meta = dict(
         model_id=model_id,
+        weights=weights_fingerprint(model),
         dtype=dtype,
         task=task,
         lang=lang,
@@ -219,26 +238,28 @@ def run_task(
         max_items=max_items,
         source=str(path) if path else ("datasets" if use_datasets else "package"),
     )
-    store = None
     folder = None
+    lock = contextlib.nullcontext()
     if cache is not False:
         root = None if cache is True else cache
         folder = results_dir(model_id, task, lang, run_key(**meta), root)
-        store = ResultStore(folder, meta)
-    records, scored = evaluate(
-        model,
-        tokenizer,
-        items,
-        template=spec.template,
-        prompt=cfg,
-        fewshot_pool=pool,
-        store=store,
-        batch_size=batch_size,
-        progress=progress,
-    )
-    summary = dict(task=task, lang=lang, model_id=model_id, prompt=cfg.as_dict(), **summarize(records))
-    if store is not None:
-        store.write_summary(summary)
+        lock = ResultStore.locked(folder)
+    with lock:
+        store = ResultStore(folder, meta) if folder is not None else None
+        records, scored = evaluate(
+            model,
+            tokenizer,
+            items,
+            template=spec.template,
+            prompt=cfg,
+            fewshot_pool=pool,
+            store=store,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        summary = dict(task=task, lang=lang, model_id=model_id, prompt=cfg.as_dict(), **summarize(records))
+        if store is not None:
+            store.write_summary(summary)
     return TaskResult(
         task, lang, model_id, cfg, records, summary, folder, scored, time.perf_counter() - t0, meta
     )

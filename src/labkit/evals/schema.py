@@ -212,9 +212,27 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
             if not line.strip():
                 continue
             try:
-                out.append((n, json.loads(line)))
+                out.append((n, json.loads(line, object_pairs_hook=_no_duplicate_keys)))
             except json.JSONDecodeError as err:
                 raise EvalDataError(f"{path}:{n}: malformed JSON ({err.msg} at column {err.colno})") from None
+            except _DuplicateKey as err:
+                raise EvalDataError(
+                    f"{path}:{n}: field {err.args[0]!r} appears twice in one record; keep one"
+                ) from None
+    return out
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """``json.loads`` hook: a key given twice is an error (json keeps the last one silently)."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
     return out
 
 

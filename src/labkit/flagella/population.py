@@ -68,9 +68,11 @@ def flagella_number(
     ``length`` in m; ``slope`` in flagella per µm.
     """
     L = check_finite_array("length", length, positive=True)
+    slope = check_finite_array("slope", slope)
+    intercept = check_finite_array("intercept", intercept)
+    noise = check_positive("noise", noise, allow_zero=True)
     mean = slope * L * 1e6 + intercept
     if noise:
-        check_positive("noise", noise)
         rng = np.random.default_rng(0) if rng is None else rng
         mean = mean + noise * rng.standard_normal(L.shape)
     return np.maximum(1, np.rint(mean)).astype(np.int64)
@@ -116,6 +118,12 @@ def population_experiment(
     uniflagellar:
         Give every cell one flagellum instead of ``N(L)``.
     """
+    for name, value in (
+        ("count_noise", count_noise),
+        ("motor_variability", motor_variability),
+        ("tracking_noise", tracking_noise),
+    ):
+        check_positive(name, value, allow_zero=True)
     rng = np.random.default_rng(seed)
     L = sample_lengths(n_cells, median=median_length, sigma_log=sigma_log, rng=rng)
     if uniflagellar:

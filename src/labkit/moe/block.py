@@ -207,6 +207,10 @@ class MoEBlock(nn.Module):
                 block.router.weight[i] = (rows / (rows.norm() + 1e-6) * math.sqrt(d) / d).to(wg.dtype)
         return block
 
+    def labkit_state(self) -> str:
+        """Routing state that changes the outputs but is not a tensor (for cache fingerprints)."""
+        return f"{self.policy.spec()}|{self.weighting}"
+
     def set_weighting(self, weighting: str) -> None:
         """``"unit"`` or ``"softmax"`` expert weights (see :mod:`labkit.moe.policies`)."""
         if weighting not in WEIGHTINGS:

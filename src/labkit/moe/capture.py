@@ -5,7 +5,9 @@ with positioned writes (``os.pwrite``), so RAM holds one batch of activations, n
 activations (a 7B model with 100K tokens writes ~26 GB in bfloat16 and needs none of it in
 memory). Writing through a memory map instead would leave every written page resident in the
 process (SmolLM2-135M, 100K tokens: 3.4 GB of RSS for the inputs alone). Files are written
-under temporary names and renamed when complete; ``meta.json`` marks a finished capture.
+under temporary names and renamed when complete; ``meta.json`` marks a finished capture. The disk space
+a capture needs is checked before it starts; temporaries of a killed capture are removed on the next
+start (only those of processes that are gone: a concurrent capture's files are never touched).
 bfloat16 is stored as its raw 16 bits (``uint16``).
 """
 
@@ -21,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from ..paths import atomic_write_text
+from ..storage import StorageError, remove_stale_temporaries, require_space, storage_error, temporary_path
 from .construct import decoder_layers
 
 __all__ = ["ActivationStore", "capture_activations"]
@@ -56,7 +59,20 @@ class ActivationStore:
         )
 
     def _load(self, prefix: str, layer: int, rows: slice | None = None) -> torch.Tensor:
-        arr = np.load(self.folder / f"{prefix}_{layer:03d}.npy", mmap_mode="r")
+        path = self.folder / f"{prefix}_{layer:03d}.npy"
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as err:
+            raise StorageError(
+                getattr(err, "errno", None) or 5,
+                f"cannot read captured activations {path} ({err}); delete {self.folder} and rerun "
+                "(the capture is redone)",
+            ) from None
+        if arr.shape != (self.num_tokens, self.hidden_size):
+            raise StorageError(
+                5,
+                f"{path} holds {arr.shape}, not {(self.num_tokens, self.hidden_size)}; delete {self.folder}",
+            )
         if rows is not None:
             arr = arr[rows]
         t = torch.from_numpy(np.array(arr))  # copy: writable and off the memmap
@@ -79,13 +95,16 @@ class ActivationStore:
         return sum(p.stat().st_size for p in self.folder.glob("*.npy"))
 
 
-def _write_rows(target: tuple[int, int], arr: np.ndarray, pos: int) -> None:
+def _write_rows(target: tuple[int, int, Path], arr: np.ndarray, pos: int) -> None:
     """Write ``arr``'s bytes at row offset ``pos`` (bytes) after the ``.npy`` header of ``target``."""
-    fd, header = target
+    fd, header, path = target
     view = memoryview(np.ascontiguousarray(arr)).cast("B")
     done = 0
-    while done < len(view):  # pwrite may write less than asked
-        done += os.pwrite(fd, view[done:], header + pos + done)
+    try:
+        while done < len(view):  # pwrite may write less than asked
+            done += os.pwrite(fd, view[done:], header + pos + done)
+    except OSError as err:
+        raise storage_error(err, path, "write captured activations to") from None
 
 
 def capture_activations(
@@ -110,26 +129,33 @@ def capture_activations(
     if store_dtype not in _STORE_DTYPES:
         raise ValueError(f"store_dtype={store_dtype!r} must be one of {sorted(_STORE_DTYPES)}")
     tdt, ndt = _STORE_DTYPES[store_dtype]
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(".*.npy"):  # leftovers of an interrupted capture
-        stale.unlink()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise storage_error(err, folder, "create the activation folder") from None
+    remove_stale_temporaries(folder)  # leftovers of a killed capture (never a running one's)
     layers = decoder_layers(model)
     n_tok = blocks.numel()
     d = model.config.hidden_size
-    pid = os.getpid()
-    files: dict[str, tuple[int, int]] = {}  # key -> (file descriptor, header bytes)
     row_bytes = d * np.dtype(ndt).itemsize
+    prefixes = ("x", "y") if outputs else ("x",)
+    require_space(folder, n_tok * row_bytes * len(layers) * len(prefixes), "the activation capture")
+    files: dict[str, tuple[int, int, Path]] = {}  # key -> (file descriptor, header bytes, temporary)
     try:
         for i in range(len(layers)):
-            for prefix in ("x", "y") if outputs else ("x",):
-                tmp = folder / f".{prefix}_{i:03d}.{pid}.npy"
-                mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=ndt, shape=(n_tok, d))  # header + size
+            for prefix in prefixes:
+                tmp = temporary_path(folder / f"{prefix}_{i:03d}.npy", ".npy")
+                try:
+                    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=ndt, shape=(n_tok, d))
+                except OSError as err:
+                    raise storage_error(err, tmp, "create") from None
                 header = int(mm.offset)
                 del mm
-                files[f"{prefix}{i}"] = (os.open(tmp, os.O_WRONLY), header)
+                files[f"{prefix}{i}"] = (os.open(tmp, os.O_WRONLY), header, tmp)
     except BaseException:
-        for fd, _ in files.values():
+        for fd, _, tmp in files.values():
             os.close(fd)
+            tmp.unlink(missing_ok=True)
         raise
     offset = [0]
 
@@ -154,14 +180,18 @@ def capture_activations(
                 ids = blocks[start : start + batch_size]
                 model.model(input_ids=ids.to(dev), use_cache=False)
                 offset[0] += ids.numel()
+    except BaseException:
+        for _, _, tmp in files.values():
+            tmp.unlink(missing_ok=True)
+        raise
     finally:
         for h in hooks:
             h.remove()
-        for fd, _ in files.values():
+        for fd, _, _ in files.values():
             os.close(fd)
-    for key in files:
+    for key, (_, _, tmp) in files.items():
         prefix, i = key[0], int(key[1:])
-        os.replace(folder / f".{prefix}_{i:03d}.{pid}.npy", folder / f"{prefix}_{i:03d}.npy")
+        os.replace(tmp, folder / f"{prefix}_{i:03d}.npy")
     meta = {
         "num_layers": len(layers),
         "num_tokens": n_tok,

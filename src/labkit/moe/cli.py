@@ -13,7 +13,6 @@ import json
 import math
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 __all__ = ["register"]
 
@@ -45,11 +44,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from ..paths import atomic_write_text
+    from ..paths import cache_root
+    from ..storage import check_output_dir, check_writable
     from .errors import MoEError
     from .io import export_mixtral, save_moe
     from .pipeline import ConversionConfig, convert
 
+    out = check_output_dir(args.out, label="--out")  # before any work: never a user's folder
+    if args.mixtral:
+        mx = check_output_dir(args.mixtral, label="--mixtral")
+        if mx == out or out in mx.parents or mx in out.parents:
+            raise ValueError(f"--mixtral={args.mixtral} and --out={args.out} must be separate folders")
+    check_writable(cache_root(), label="LABKIT_CACHE (labkit's cache folder)")
     try:
         cfg = ConversionConfig.from_profile(args.profile)
         fields = {
@@ -66,9 +72,9 @@ def _convert(args: argparse.Namespace) -> int:
         }
         cfg = replace(cfg, **{k: v for k, v in fields.items() if v is not None})
         model, tok, report = convert(cfg, progress=not args.no_progress)
-        out = Path(args.out)
-        save_moe(model, out, tok, extra={"key": report["key"]})
-        atomic_write_text(out / "report.json", json.dumps(report, indent=1))
+        save_moe(
+            model, out, tok, extra={"key": report["key"]}, files={"report.json": json.dumps(report, indent=1)}
+        )
         if args.mixtral:
             from .construct import set_policy
 

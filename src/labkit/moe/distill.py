@@ -16,7 +16,9 @@ Before the MSE phase the router is warm-started by ridge regression of its logit
 top-k choices already follow the experts that matter.
 
 Layers are independent. Each finished layer is saved atomically as ``layer_LLL.safetensors`` +
-``layer_LLL.json``; a rerun loads finished layers and trains only the rest. Each layer's random
+``layer_LLL.json`` (which records the weights' SHA-256); a rerun verifies and loads finished layers
+and trains only the rest. A damaged checkpoint (unreadable JSON, wrong checksum) is moved aside with a
+:class:`~labkit.storage.CacheRepairWarning` and its layer retrained. Each layer's random
 stream is seeded by ``(seed, layer)``, so an interrupted and resumed run ends with weights identical
 to an uninterrupted one.
 """
@@ -37,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from ..paths import atomic_write_text
+from ..storage import quarantine, remove_stale_temporaries, sha256_file, storage_error, temporary_path
 from .block import WEIGHT_LAYOUT, MoEBlock
 from .capture import ActivationStore
 from .construct import moe_blocks
@@ -69,6 +72,18 @@ class DistillConfig:
     train_k: tuple[int, int] | None = None
     router_fit: bool = True
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, lo in (("epochs", 1), ("batch_tokens", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise MoEError(f"{name}={v!r} must be an integer ≥ {lo}")
+        for name in ("lr", "router_lr_scale"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise MoEError(f"{name}={v!r} must be a finite number > 0")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise MoEError(f"weight_decay={self.weight_decay!r} must be a finite number ≥ 0")
 
     def key(self) -> str:
         """Hash identifying this config (checkpoints of another config are refused)."""
@@ -157,6 +172,39 @@ def _ckpt_paths(folder: Path, layer: int) -> tuple[Path, Path]:
     return folder / f"layer_{layer:03d}.safetensors", folder / f"layer_{layer:03d}.json"
 
 
+def _verified_meta(wpath: Path, mpath: Path) -> dict | None:
+    """The metadata of a finished, intact layer checkpoint; ``None`` when there is none to resume.
+
+    A pair that is half there, unreadable or fails its checksum is moved aside (with a warning) so the
+    layer is trained again.
+    """
+    if not (wpath.is_file() or mpath.is_file()):
+        return None
+    problem = None
+    meta = None
+    if not (wpath.is_file() and mpath.is_file()):
+        problem = f"{mpath if wpath.is_file() else wpath} is missing"
+    else:
+        try:
+            meta = json.loads(mpath.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as err:
+            problem = f"{mpath} is unreadable ({err})"
+        else:
+            digest = meta.get("sha256")
+            if digest is None:
+                problem = f"{mpath} records no checksum (written by an older labkit)"
+            elif sha256_file(wpath) != digest:
+                problem = f"{wpath} does not match the checksum in {mpath.name} (corrupted on disk)"
+    if problem is None:
+        return meta
+    for p in (wpath, mpath):
+        if p.exists():
+            quarantine(p, f"layer checkpoint damaged: {problem}")
+    return None
+
+
 def distill_layers(
     model: torch.nn.Module,
     store: ActivationStore,
@@ -185,15 +233,19 @@ def distill_layers(
             f"the model has {len(blocks)} × d={blocks[0].hidden_size}"
         )
     folder = Path(checkpoint_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise storage_error(err, folder, "create the checkpoint folder") from None
+    remove_stale_temporaries(folder)
     key = cfg.key()
     results: list[LayerResult] = []
     dev = blocks[0].w1.device
     for i in tqdm(range(len(blocks)), desc="distil layers", disable=not progress):
         block = blocks[i]
         wpath, mpath = _ckpt_paths(folder, i)
-        if wpath.is_file() and mpath.is_file():
-            meta = json.loads(mpath.read_text())
+        meta = _verified_meta(wpath, mpath)
+        if meta is not None:
             shape = [block.num_experts, block.expert_dim, block.hidden_size]
             if (
                 meta.get("config_key") != key
@@ -229,12 +281,17 @@ def distill_layers(
         block.to(dtype)
         seconds = time.perf_counter() - t0
         state = {k: v.detach().contiguous().cpu() for k, v in block.state_dict().items()}
-        tmp = wpath.with_name(f".{wpath.name}.{os.getpid()}.tmp")
-        save_file(state, str(tmp))
-        os.replace(tmp, wpath)
+        tmp = temporary_path(wpath)
+        try:
+            save_file(state, str(tmp))
+            os.replace(tmp, wpath)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            raise storage_error(err, wpath, "write the layer checkpoint") from None
         meta = {
             "layer": i,
             "config_key": key,
+            "sha256": sha256_file(wpath),
             "shape": [block.num_experts, block.expert_dim, block.hidden_size],
             "layout": WEIGHT_LAYOUT,
             "losses": losses,

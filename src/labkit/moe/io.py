@@ -2,7 +2,10 @@
 
 ``save_moe(model, folder)`` writes ``model.safetensors`` (all weights, tied ones once),
 ``config.json`` (the base ``LlamaConfig``), ``labkit_moe.json`` (experts per layer, expert sizes,
-policies) and the tokenizer, into a temporary folder renamed at the end (never half-written).
+policies), the tokenizer and a checksum manifest, into a temporary folder renamed at the end (never
+half-written). It replaces ``folder`` only when that is new, empty or a folder labkit wrote
+(:func:`labkit.storage.replace_dir`): a folder holding anyone else's files is refused, not emptied.
+``load_moe`` verifies the checksums and names the damaged file.
 
 Mixtral export and the routing-weight normalisation difference: Mixtral weighs its k selected
 experts by ``softmax_S(r)_i`` (renormalised to sum one). labkit's ``"softmax"`` weighting uses
@@ -19,13 +22,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, load_model, save_file
 
+from ..storage import MANIFEST, check_output_dir, replace_dir, verify_manifest, write_manifest
 from .block import MoEBlock
 from .construct import decoder_layers, moe_blocks
 from .errors import CheckpointMismatchError, MoEError
@@ -37,25 +39,25 @@ FORMAT = "labkit-moe/2"  # /2: w1 stored [N, d, 2m] (input-major); /1 stored it 
 _READABLE = (FORMAT, "labkit-moe/1")
 
 
-def _atomic_dir(target: Path, write) -> Path:
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        write(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
-
-
 def save_moe(
-    model: torch.nn.Module, folder: str | os.PathLike, tokenizer=None, *, extra: dict | None = None
+    model: torch.nn.Module,
+    folder: str | os.PathLike,
+    tokenizer=None,
+    *,
+    extra: dict | None = None,
+    files: dict[str, str] | None = None,
 ) -> Path:
-    """Save a moefied model (and optionally its tokenizer) to ``folder`` atomically."""
+    """Save a moefied model (and optionally its tokenizer) to ``folder`` atomically.
+
+    ``files``: more text files to write into the folder (name → content), e.g. a conversion report.
+
+    Raises
+    ------
+    labkit.storage.OutputPathError
+        If ``folder`` is a file, a protected folder, or holds files labkit did not write.
+    labkit.storage.StorageError
+        On an I/O failure, naming the path and what to do.
+    """
     blocks = moe_blocks(model)
     meta = {
         "format": FORMAT,
@@ -78,8 +80,11 @@ def save_moe(
         (tmp / "labkit_moe.json").write_text(json.dumps(meta, indent=1))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text)
+        write_manifest(tmp)
 
-    return _atomic_dir(Path(folder), write)
+    return replace_dir(Path(folder), write, kind="labkit-moe")
 
 
 def load_moe(
@@ -100,7 +105,16 @@ def load_moe(
         raise CheckpointMismatchError(
             f"{folder} is not a labkit MoE checkpoint (no labkit_moe.json/model.safetensors)"
         )
-    meta = json.loads(meta_path.read_text())
+    if (folder / MANIFEST).exists():  # folders saved before checksums existed have none
+        problems = verify_manifest(folder)
+        if problems:
+            raise CheckpointMismatchError(
+                f"{folder} is damaged: {'; '.join(problems[:3])}. Save or convert the model again"
+            )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as err:
+        raise CheckpointMismatchError(f"{meta_path} is not valid JSON ({err}); save again") from None
     if meta.get("format") not in _READABLE:
         raise CheckpointMismatchError(f"{meta_path}: format {meta.get('format')!r} is not one of {_READABLE}")
     config = AutoConfig.from_pretrained(str(folder))
@@ -128,8 +142,13 @@ def load_moe(
                 state[key] = state[key].transpose(1, 2).contiguous()
             missing, unexpected = model.load_state_dict(state, strict=False)
             del state
-    except RuntimeError as err:
-        raise CheckpointMismatchError(f"{folder}: weights do not fit the saved config ({err})") from err
+    except Exception as err:  # RuntimeError (shapes), safetensors' SafetensorError (damaged file)
+        if not isinstance(err, RuntimeError) and type(err).__name__ != "SafetensorError":
+            raise
+        raise CheckpointMismatchError(
+            f"{folder / 'model.safetensors'}: weights do not fit the saved config or the file is damaged "
+            f"({err}); save the model again"
+        ) from err
     missing = [k for k in missing if not k.endswith("lm_head.weight")]
     if missing or unexpected:
         raise CheckpointMismatchError(f"{folder}: missing={missing[:5]} unexpected={unexpected[:5]}")
@@ -159,6 +178,7 @@ def export_mixtral(model: torch.nn.Module, folder: str | os.PathLike, tokenizer=
     """
     from transformers import MixtralConfig, MixtralForCausalLM
 
+    check_output_dir(folder, label="Mixtral export folder")
     blocks = moe_blocks(model)
     pols = {b.policy for b in blocks}
     if len(pols) != 1 or not isinstance(next(iter(pols)), TopK):
@@ -216,5 +236,6 @@ def export_mixtral(model: torch.nn.Module, folder: str | os.PathLike, tokenizer=
         mixtral.save_pretrained(str(tmp))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
+        write_manifest(tmp)
 
-    return _atomic_dir(Path(folder), write)
+    return replace_dir(Path(folder), write, kind="mixtral-export")

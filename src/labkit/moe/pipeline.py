@@ -3,15 +3,22 @@
 ``convert(config)`` loads the dense model, captures activations on the calibration split
 (streamed to disk), moefies, distils every layer (resumable), searches per-layer routing policies
 for the target reduction, and saves the converted model plus a JSON report under
-``labkit.paths.cache_dir()/moe/<key>/`` where ``key`` hashes every field of the config and the
-corpus fingerprint. A second call with the same config (another chapter, a rerun, Part II) loads
-the cached result in seconds. An interrupted conversion resumes from its per-layer checkpoints.
+``labkit.paths.cache_dir()/moe/<key>/`` where ``key`` hashes every field of the config, the
+fingerprint of the dense model's weights (:func:`labkit.models.source_fingerprint`: new weights saved
+to the same folder get a new key), the corpus fingerprint and the number of CPU threads (which
+changes the float rounding). A second call with the same config (another chapter, a rerun, Part II)
+loads the cached result in seconds. An interrupted conversion resumes from its per-layer checkpoints.
+
+Safety: the config, device, dtype, expert count and target are checked before the first expensive
+step; two runs of one config take turns on a lock (the second then loads the first's result); a
+damaged cached model is moved aside and rebuilt from its layer checkpoints.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import resource
 import shutil
 import sys
@@ -21,7 +28,8 @@ from pathlib import Path
 
 from ..config import Profile, get_profile
 from ..paths import atomic_write_text, cache_dir
-from .errors import MoEError
+from ..storage import file_lock, quarantine
+from .errors import CheckpointMismatchError, MoEError
 
 __all__ = ["ConversionConfig", "conversion_dir", "convert", "load_or_convert", "peak_rss_mb"]
 
@@ -83,12 +91,75 @@ class ConversionConfig:
         )
         return replace(cfg, **overrides)
 
+    def validate(self, model_config=None) -> None:
+        """Check every field (and, given the dense model's config, the expert count and target).
+
+        Raises
+        ------
+        MoEError
+            Naming the field and value: unknown method, budgets or epochs < 1, a target outside
+            [0, 1) or beyond what the FFNs can give, more experts than FFN neurons.
+        labkit.models.DeviceError
+            A device this machine lacks (``cuda`` without CUDA) or a dtype that is not a float type.
+        """
+        from ..models import resolve_device, resolve_dtype
+        from .construct import METHODS
+
+        if self.method not in METHODS:
+            from .errors import UnknownMethodError
+
+            raise UnknownMethodError(f"method={self.method!r} is unknown; choose one of {METHODS}")
+        for name in ("train_tokens", "valid_tokens", "seq_len", "epochs", "batch_tokens", "front_evals"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise MoEError(f"{name}={v!r} must be an integer ≥ 1")
+        n = self.num_experts
+        if not isinstance(n, int) or isinstance(n, bool) or n < 2:
+            raise MoEError(f"num_experts={n!r} must be an integer ≥ 2")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise MoEError(f"lr={self.lr!r} must be a finite number > 0")
+        t = self.target_reduction
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 <= t < 1):
+            raise MoEError(f"target_reduction={t!r} must be in [0, 1)")
+        if self.store_dtype not in ("bfloat16", "float32"):
+            raise MoEError(f"store_dtype={self.store_dtype!r} must be 'bfloat16' or 'float32'")
+        resolve_dtype(self.dtype, resolve_device(self.device))
+        if model_config is None:
+            return
+        from .accounting import llama_breakdown
+
+        f = model_config.intermediate_size
+        if n > f:
+            raise MoEError(f"num_experts={n} exceeds the FFN width {f} of {self.model}")
+        b = llama_breakdown(model_config)
+        # One expert per token: the FFN share times (1 - 1/N), less the routers (equal experts);
+        # unequal k-means experts can do a little better, never more than the FFN share itself.
+        equal = (b.ffn * (1 - 1 / n) - b.num_layers * n * model_config.hidden_size) / b.total
+        reachable = equal if self.method == "contiguous" else b.ffn / b.total
+        if t > reachable:
+            raise MoEError(
+                f"target_reduction={t} cannot be reached: {self.model}'s FFNs hold "
+                f"{b.ffn / b.total:.1%} of its parameters, so {n} experts can remove at most about "
+                f"{max(equal, 0):.1%} (top-1 routing)"
+            )
+
     def key(self) -> str:
-        """Cache key: hash of every field, the corpus fingerprint and the pipeline version."""
+        """Cache key: hash of every field, the dense weights' and the corpus' fingerprints, the
+        thread count and the pipeline version."""
+        import torch
+
+        from ..models import source_fingerprint
         from .data import corpus_fingerprint
 
         blob = json.dumps(
-            {"config": asdict(self), "corpus": corpus_fingerprint(), "version": VERSION}, sort_keys=True
+            {
+                "config": asdict(self),
+                "weights": source_fingerprint(self.model),
+                "corpus": corpus_fingerprint(),
+                "threads": torch.get_num_threads(),
+                "version": VERSION,
+            },
+            sort_keys=True,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -167,31 +238,74 @@ def convert(
     MoEError
         Bad config values (unknown method, budget larger than the text, …).
     """
+
+    cfg = config or ConversionConfig.from_profile()
+    cfg.validate(_peek_config(cfg.model))
+    folder = conversion_dir(cfg) if folder is None else Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        from ..storage import storage_error
+
+        raise storage_error(err, folder, "create the conversion folder") from None
+    with file_lock(folder / ".labkit.lock", what=f"the conversion in {folder}"):
+        return _convert_locked(cfg, folder, progress, keep_activations, use_cache)
+
+
+def _peek_config(name: str):
+    """The dense model's config without loading its weights, when that is cheap (else ``None``)."""
+    from ..models import SMOLLM2, TINY_CONFIGS, _smollm2_cache
+
+    if name in TINY_CONFIGS:
+        from transformers import LlamaConfig
+
+        return LlamaConfig(vocab_size=259, **TINY_CONFIGS[name])
+    path = _smollm2_cache() if name == SMOLLM2 else Path(name).expanduser()
+    if (path / "config.json").is_file() and not (path / "labkit_moe.json").is_file():
+        from transformers import AutoConfig
+
+        try:
+            return AutoConfig.from_pretrained(str(path))
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def _cached(model_dir: Path, report_path: Path, device: str):
+    """The finished conversion in a folder, or ``None``; a damaged one is moved aside (and redone)."""
+    from . import io
+
+    if not (model_dir.is_dir() and report_path.is_file()):
+        return None
+    try:
+        report = json.loads(report_path.read_text())
+        model, tok = io.load_moe(model_dir, device=device)
+    except (ValueError, CheckpointMismatchError) as err:
+        quarantine(model_dir, f"cached converted model is damaged ({err})")
+        return None
+    report["from_cache"] = True
+    return model, tok, report
+
+
+def _convert_locked(
+    cfg: ConversionConfig, folder: Path, progress: bool, keep_activations: bool, use_cache: bool
+):
     from ..models import load_causal_lm
     from . import capture, data, distill, evaluate, io, routing_search
     from .accounting import activated_parameters
-    from .construct import METHODS, moefy, record_routing, set_policy
+    from .construct import moefy, record_routing, set_policy
 
-    cfg = config or ConversionConfig.from_profile()
-    if cfg.method not in METHODS:
-        from .errors import UnknownMethodError
-
-        raise UnknownMethodError(f"method={cfg.method!r} is unknown; choose one of {METHODS}")
-    folder = conversion_dir(cfg) if folder is None else Path(folder)
     model_dir, report_path = folder / "model", folder / "report.json"
-    if use_cache and model_dir.is_dir() and report_path.is_file():
-        model, tok = io.load_moe(model_dir, device=cfg.device)
-        report = json.loads(report_path.read_text())
-        report["from_cache"] = True
-        return model, tok, report
+    if use_cache and (hit := _cached(model_dir, report_path, cfg.device)) is not None:
+        return hit
 
     timer = _Timer()
     t_start = time.perf_counter()
     model, tok = timer.run("load", load_causal_lm, cfg.model, dtype=cfg.dtype, device=cfg.device)
+    cfg.validate(model.config)
     _own_memory(model)
     train = data.token_blocks(tok, "train", cfg.train_tokens, cfg.seq_len)
     valid = data.token_blocks(tok, "valid", cfg.valid_tokens, cfg.seq_len)
-    folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "config.json", json.dumps(asdict(cfg), indent=1))
     batch = max(1, 4096 // cfg.seq_len)
     train_store = timer.run(
@@ -299,7 +413,7 @@ def convert(
     io.save_moe(model, model_dir, tok, extra={"key": cfg.key()})
     atomic_write_text(report_path, json.dumps(report, indent=1))
     if not keep_activations:
-        shutil.rmtree(folder / "acts", ignore_errors=True)
+        shutil.rmtree(folder / "acts", ignore_errors=True)  # this run's own capture, under its lock
     return model, tok, report
 
 
