@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..paths import atomic_write_text, cache_dir
-from ..storage import file_lock
+from ..storage import file_lock, remove_stale_temporaries
 from .errors import EvalDataError
 from .schema import Item, read_jsonl
 
@@ -76,6 +76,7 @@ class ResultStore:
         self.summary_path = self.folder / "summary.json"
         self.meta_path = self.folder / "meta.json"
         self._records: dict[str, dict] = {}
+        remove_stale_temporaries(self.folder)  # half-written files of a killed run
         if self.items_path.exists():
             for n, rec in read_jsonl(self.items_path):
                 if not isinstance(rec, dict) or "id" not in rec or "item_hash" not in rec:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..config import Profile, get_profile
 from ..paths import atomic_write_text, cache_dir
-from ..storage import file_lock, quarantine
+from ..storage import file_lock, quarantine, remove_stale_temporaries
 from .errors import CheckpointMismatchError, MoEError
 
 __all__ = ["ConversionConfig", "conversion_dir", "convert", "load_or_convert", "peak_rss_mb"]
@@ -295,6 +295,7 @@ def _convert_locked(
     from .accounting import activated_parameters
     from .construct import moefy, record_routing, set_policy
 
+    remove_stale_temporaries(folder)  # half-written files of a killed run
     model_dir, report_path = folder / "model", folder / "report.json"
     if use_cache and (hit := _cached(model_dir, report_path, cfg.device)) is not None:
         return hit
