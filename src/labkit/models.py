@@ -410,6 +410,21 @@ def _smollm2_checked_cache() -> Path:
     return cache
 
 
+def _damaged_file(path_or_id: str) -> str:
+    """The first unreadable ``*.safetensors`` file of a local folder (else the folder or id itself)."""
+    from safetensors import safe_open
+
+    folder = Path(path_or_id)
+    for f in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        try:
+            with safe_open(str(f), "pt") as fh:
+                for k in fh.keys():
+                    fh.get_slice(k)
+        except Exception:
+            return str(f)
+    return str(path_or_id)
+
+
 def _load_pretrained(path_or_id: str, dtype: torch.dtype, local_files_only: bool):
     """``from_pretrained`` with its loading report checked: missing, unexpected or mismatched weights raise.
 
@@ -430,8 +445,8 @@ def _load_pretrained(path_or_id: str, dtype: torch.dtype, local_files_only: bool
         if type(err).__name__ not in ("SafetensorError", "HeaderTooLarge", "UnpicklingError"):
             raise
         raise WeightsMismatchError(
-            f"{path_or_id}: a weight file is damaged ({type(err).__name__}: {err}); delete the damaged "
-            "copy and download or save it again"
+            f"{_damaged_file(path_or_id)} is damaged ({type(err).__name__}: {err}); delete it and "
+            "download or save the model again"
         ) from err
     tied = bool(getattr(model.config, "tie_word_embeddings", False))
     missing = [k for k in info.get("missing_keys", []) if not (tied and k.endswith("lm_head.weight"))]
