@@ -428,7 +428,7 @@ def _damaged_file(path_or_id: str) -> str:
 def _load_pretrained(path_or_id: str, dtype: torch.dtype, local_files_only: bool):
     """``from_pretrained`` with its loading report checked: missing, unexpected or mismatched weights raise.
 
-    A damaged weight file raises :class:`WeightsMismatchError` naming the folder.
+    A damaged weight file raises :class:`WeightsMismatchError` naming the file.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
