@@ -368,6 +368,20 @@ def test_nan_records_are_never_cached(tmp_path):
     assert ok.scored_now == 6 and all(np.isfinite(r["lls"]).all() for r in ok.records)
 
 
+def test_damaged_results_file_is_moved_aside_and_rescored(tmp_path):
+    m, t = models.tiny_llama("tiny-llama", seed=1)
+    first = run_task(
+        m, t, "koen_parallel", model_id="m", lang="en", path=KOEN, cache=tmp_path, progress=False
+    )
+    items = first.folder / "items.jsonl"
+    items.write_text(items.read_text()[:-40])  # cut inside the last record
+    with pytest.warns(storage.CacheRepairWarning, match="items.jsonl"):
+        again = run_task(
+            m, t, "koen_parallel", model_id="m", lang="en", path=KOEN, cache=tmp_path, progress=False
+        )
+    assert again.scored_now == 6 and again.summary == first.summary
+
+
 def test_epochs_zero_and_other_bad_configs_fail_before_any_work(tmp_path, monkeypatch, capsys):
     """Drill: `--epochs 0` reported success with zero training steps; a bad --target or --experts was
     rejected only after capture and distillation (~4 GB left in acts/); --device cuda without CUDA,

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..paths import atomic_write_text, cache_dir
-from ..storage import file_lock, remove_stale_temporaries
+from ..storage import file_lock, quarantine, remove_stale_temporaries
 from .errors import EvalDataError
 from .schema import Item, read_jsonl
 
@@ -78,12 +78,14 @@ class ResultStore:
         self._records: dict[str, dict] = {}
         remove_stale_temporaries(self.folder)  # half-written files of a killed run
         if self.items_path.exists():
-            for n, rec in read_jsonl(self.items_path):
-                if not isinstance(rec, dict) or "id" not in rec or "item_hash" not in rec:
-                    raise EvalDataError(
-                        f"{self.items_path}:{n}: not a labkit result record; delete {self.folder} to rescore"
-                    )
-                self._records[rec["id"]] = rec
+            try:
+                for n, rec in read_jsonl(self.items_path):
+                    if not isinstance(rec, dict) or "id" not in rec or "item_hash" not in rec:
+                        raise EvalDataError(f"{self.items_path}:{n}: not a labkit result record")
+                    self._records[rec["id"]] = rec
+            except EvalDataError as err:  # damaged on disk (labkit writes it atomically): rescore
+                self._records = {}
+                quarantine(self.items_path, f"results file is damaged ({err})")
         if meta is not None and not self.meta_path.exists():
             atomic_write_text(self.meta_path, json.dumps(meta, ensure_ascii=False, indent=1, default=str))
 
