@@ -73,9 +73,9 @@ def _reference(block: MoEBlock, x: torch.Tensor) -> torch.Tensor:
     "policy", ["top1", "top2", "top3", "top4", "topp0.6", "topp0.9:2-3", "switch0.4:1-3"]
 )
 def test_dispatch_matches_per_token_reference(policy, weighting, path, monkeypatch):
-    from labkit.moe import block as block_mod
+    from labkit.moe import cpu_backend
 
-    monkeypatch.setattr(block_mod, "_PAIR_ROWS", 512 if path == "pairs" else 0)
+    monkeypatch.setattr(cpu_backend, "_PAIR_ROWS", 512 if path == "pairs" else 0)
     model, _ = tiny_llama("tiny-llama-odd", seed=1)
     moe.moefy(model, num_experts=4, method="kmeans")
     block = model.model.layers[1].mlp
@@ -101,9 +101,9 @@ def test_dispatch_matches_per_token_reference(policy, weighting, path, monkeypat
 def test_decode_implementations_match_reference(impl, threads, weighting, monkeypatch):
     """Every single-token path: the C kernel and both PyTorch ones (bags split across threads,
     with sub-bags for k < threads)."""
-    from labkit.moe import block as block_mod
+    from labkit.moe import cpu_backend
 
-    monkeypatch.setattr(block_mod, "_MIN_BAG_ROWS", 4)
+    monkeypatch.setattr(cpu_backend, "_MIN_BAG_ROWS", 4)
     model, _ = tiny_llama("tiny-llama-odd", seed=4)
     moe.moefy(model, num_experts=7, method="contiguous")
     block = model.model.layers[0].mlp
@@ -126,11 +126,13 @@ def test_decode_implementations_match_reference(impl, threads, weighting, monkey
     if impl == "fused":
         # the C kernels ran (every policy here routes inside the kernel; "all" uses the Python-routed
         # kernel and its cached id arrays), the bags never did
-        assert block.fused_calls > 0 and not block._plans
-        assert bool(block._kplans) == (weighting == "unit") and block._rule_step is not None
+        st = block._caches["cpu"]
+        assert block.fused_calls > 0 and not st.plans
+        assert bool(st.kplans) == (weighting == "unit") and st.rule_step is not None
     if impl == "bags" and threads > 1:
-        assert any(plan[2] > 1 for plan in block._plans.values())  # sub-bags were used for top1
-        assert any(plan[4].numel() > 1 for plan in block._plans.values())  # split down projection
+        plans = block._caches["cpu"].plans
+        assert any(plan[2] > 1 for plan in plans.values())  # sub-bags were used for top1
+        assert any(plan[4].numel() > 1 for plan in plans.values())  # split down projection
 
 
 def test_decode_fast_path_statistics_and_moved_weights():
@@ -219,9 +221,9 @@ def test_routing_statistics_recorded():
 def test_non_silu_activation_on_every_path(pair_rows, monkeypatch):
     """A GELU FFN goes through the prefill loop, the paired GEMMs and both PyTorch decode paths
     (the C kernels are SiLU-only and must step aside)."""
-    from labkit.moe import block as block_mod
+    from labkit.moe import cpu_backend
 
-    monkeypatch.setattr(block_mod, "_PAIR_ROWS", pair_rows)
+    monkeypatch.setattr(cpu_backend, "_PAIR_ROWS", pair_rows)
     model, _ = tiny_llama("tiny-llama", seed=6)
     moe.moefy(model, num_experts=4)
     block = model.model.layers[0].mlp
@@ -235,4 +237,4 @@ def test_non_silu_activation_on_every_path(pair_rows, monkeypatch):
         for impl in ("bags", "runs"):
             block.decode_impl = impl
             assert _rel(block(x[:, :1]), ref[:, :1]) < 1e-5
-    assert not block._kplans
+    assert not block._caches["cpu"].kplans

@@ -34,6 +34,19 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
+def _prefill_kernel(block, x):
+    """The cpu backend's choice of prefill kernel for ``x`` (None: PyTorch paths)."""
+    from labkit.moe import cpu_backend
+
+    return cpu_backend._prefill_kernel(block, cpu_backend._state(block), x)
+
+
+def _pack(block):
+    st = block._caches.get("cpu")
+    return None if st is None else st.pack
+
+
+
 @pytest.fixture
 def threads():
     old = torch.get_num_threads()
@@ -109,20 +122,20 @@ def test_block_uses_kernels_only_where_they_apply():
         block.set_policy("topp0.8")
         calls = block.fused_calls
         adaptive = block(x[:, :1])  # adaptive policies too: routing and experts in one kernel call
-        assert block.fused_calls == calls + 1 and not block._kplans
+        assert block.fused_calls == calls + 1 and not block._caches["cpu"].kplans
         block.record_stats = True
         recorded = block(x[:, :1])  # recording statistics: routing in Python, experts in the kernel
-        assert block.fused_calls == calls + 2 and block._kplans
+        assert block.fused_calls == calls + 2 and block._caches["cpu"].kplans
         block.record_stats = False
         block.use_kernels = False
         assert _rel(adaptive, block(x[:, :1])) < 1e-5 and _rel(recorded, block(x[:, :1])) < 1e-5
         block.set_policy("top2")
         assert _rel(fused, block(x)) < 1e-5 and _rel(one, block(x[:, :1])) < 1e-5
         block.use_kernels = True
-        assert block._prefill_kernel(x) is not None or not kernels.get().has_prefill
-        assert block._prefill_kernel(x.bfloat16()) is None
+        assert _prefill_kernel(block, x) is not None or not kernels.get().has_prefill
+        assert _prefill_kernel(block, x.bfloat16()) is None
         block.act_fn = torch.nn.GELU()
-        assert block._prefill_kernel(x) is None
+        assert _prefill_kernel(block, x) is None
 
 
 @needs_cc
@@ -135,10 +148,10 @@ def test_large_experts_prefill_through_pytorch(monkeypatch):
     expert_bytes = 3 * block.hidden_size * block.expert_dim * 4
     monkeypatch.setattr(kernels, "PREFILL_MAX_EXPERT_BYTES", expert_bytes - 1)
     block.w1.data = block.w1.data.clone()  # new storage: the block re-derives its kernel choices
-    assert block._prefill_kernel(x) is None
+    assert _prefill_kernel(block, x) is None
     monkeypatch.setattr(kernels, "PREFILL_MAX_EXPERT_BYTES", expert_bytes)
     block.w1.data = block.w1.data.clone()
-    assert block._prefill_kernel(x) is not None or not kernels.get().has_prefill
+    assert _prefill_kernel(block, x) is not None or not kernels.get().has_prefill
 
 
 @needs_cc
@@ -151,7 +164,7 @@ def test_kernels_can_be_switched_off(monkeypatch):
     block.set_policy("top2")
     with torch.no_grad():
         block(torch.randn(1, 1, block.hidden_size))
-    assert not block._kplans
+    assert not block._caches["cpu"].kplans
 
 
 @pytest.mark.parametrize("cc", ["/nonexistent/cc", "false"])
@@ -456,12 +469,12 @@ def test_block_repacks_when_its_weights_change():
 
     with torch.no_grad():
         y = block(x)
-        first = block._pack
+        first = _pack(block)
         assert first is not None and _rel(y, pytorch_path()) < 1e-5
         block(x)
-        assert block._pack is first  # unchanged weights: reused
+        assert _pack(block) is first  # unchanged weights: reused
         block.w2.mul_(2.0)  # in place: same storage, new version
-        assert _rel(block(x), 2 * y) < 1e-5 and block._pack is not first
+        assert _rel(block(x), 2 * y) < 1e-5 and _pack(block) is not first
         block.set_policy("topp0.8")  # the mask kernel uses it too
         assert _rel(block(x), pytorch_path()) < 1e-5
         block.w1.data = block.w1.data.clone() * 0.5  # replaced
@@ -470,13 +483,13 @@ def test_block_repacks_when_its_weights_change():
         block.w2.data.mul_(3.0)  # through .data: no version bump, seen by the sampled weights
         assert block.w2._version == version and _rel(block(x), pytorch_path()) < 1e-5
         block.set_policy("top2")  # the same in the top-k kernel (it checks the samples itself)
-        current = block._pack
-        assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is current
+        current = _pack(block)
+        assert _rel(block(x), pytorch_path()) < 1e-5 and _pack(block) is current
         block.w1.data.mul_(-1.5)  # now stale: the kernel refuses it, the block repacks
-        assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is not current
+        assert _rel(block(x), pytorch_path()) < 1e-5 and _pack(block) is not current
         block.pack_weights = False
         block.w1.mul_(2.0)
-        assert _rel(block(x), pytorch_path()) < 1e-5 and block._pack is None
+        assert _rel(block(x), pytorch_path()) < 1e-5 and _pack(block) is None
     assert k.has_pack
     with torch.inference_mode():
         model2, _ = tiny_llama("tiny-llama", seed=6)
@@ -484,7 +497,7 @@ def test_block_repacks_when_its_weights_change():
         b2 = model2.model.layers[0].mlp
         b2.set_policy("top2")
         y2 = b2(x)
-        assert b2._pack is None and b2.fused_calls == 1
+        assert _pack(b2) is None and b2.fused_calls == 1
         b2.use_kernels = False
         assert _rel(y2, b2(x)) < 1e-5
 

@@ -1,6 +1,7 @@
 """labkit.moe: LaDiMo-style dense→MoE conversion of LLaMA models (Part I of the book).
 
 Entry points: :func:`moefy` (expert construction), :func:`set_policy` (routing policies),
+:func:`set_backend` (how experts execute: ``eager``, ``grouped_mm``, ``cpu``, ``auto``),
 :func:`activated_parameters` (accounting), :func:`distill_layers` (stage 1),
 :func:`search_policies` (stage 2), :func:`save_moe` / :func:`load_moe` / :func:`export_mixtral`
 (persistence), :func:`convert` / :func:`load_or_convert` (pipeline). Reference: Kim et al. 2024,
@@ -17,6 +18,8 @@ from typing import Any
 _EXPORTS = {
     "MoEBlock": "block",
     "RoutingStats": "block",
+    "set_backend": "backends",
+    "BackendUnavailableError": "backends",
     "moefy": "construct",
     "set_policy": "construct",
     "moe_blocks": "construct",
