@@ -57,7 +57,8 @@ def test_population_experiment_reproduces_the_paper_qualitatively():
     assert len(multi) == 20_000 and multi.n_flagella.min() >= 1
     fm = fit_slope(multi.lengths * 1e6, multi.measured_speed * 1e6)
     fu = fit_slope(uni.lengths * 1e6, uni.measured_speed * 1e6)
-    assert fu.ci_high < -1.0  # uniflagellar: clearly slower when longer (µm/s per µm)
+    # uniflagellar: clearly slower when longer (> 3 % of its mean speed per µm)
+    assert fu.ci_high < -0.03 * uni.measured_speed.mean() * 1e6
     assert abs(fm.slope) < 0.3 * abs(fu.slope)
     with pytest.raises(FlagellaError, match="n_cells"):
         population_experiment(ecoli(), 0)

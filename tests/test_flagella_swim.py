@@ -4,14 +4,17 @@ import numpy as np
 import pytest
 
 from labkit.flagella import (
+    LITERATURE_MOTOR,
     ConstantSpeedMotor,
     FlagellaError,
     MotorCurve,
-    calibrate_motor_scale,
+    calibrate_pmf,
     ecoli,
     hz,
+    motor_free_ratios,
     rad_per_s,
     swim,
+    torque_from_body_rotation,
 )
 
 L = np.array([1.5, 2.5, 4.0, 6.0]) * 1e-6
@@ -78,12 +81,57 @@ def test_constant_speed_motor_and_large_body_limit():
     assert big.body_rate / big.motor_rate < 1e-3
 
 
-def test_motor_scale_is_a_torque_multiplier():
+def test_motor_scale_is_the_pmf_family():
     p = ecoli()
     r = swim(p, n_flagella=np.array([1, 4]), motor_scale=np.array([0.5, 2.0]))
-    assert np.all(np.abs(r.residuals()["force"]) < 1e-12)
-    s = calibrate_motor_scale(p, rad_per_s(131.0), n_flagella=4)
-    assert hz(swim(p, n_flagella=4, motor_scale=s).bundle_rate) == pytest.approx(131.0, rel=1e-9)
+    # the same cells solved with explicitly scaled motor curves (independent route through the motor code)
+    for i, (n, s) in enumerate([(1, 0.5), (4, 2.0)]):
+        ref = swim(p, n_flagella=n, motor=p.motor.scaled(s))
+        assert r.speed[i] == pytest.approx(float(ref.speed), rel=1e-12)
+        assert r.motor_torque[i] == pytest.approx(float(ref.motor_torque), rel=1e-12)
+        assert r.motor_torque[i] == pytest.approx(float(p.motor.scaled(s).torque(r.motor_rate[i])), rel=1e-12)
+    # the scaled curve keeps every rate ratio, so U(L) only changes by the factor
+    Ls = np.linspace(1.5, 6, 7) * 1e-6
+    u1, u2 = (swim(p, body_length=Ls, n_flagella=5, motor_scale=s).speed for s in (1.0, 0.7))
+    assert np.allclose(u2 / u1, 0.7, rtol=1e-12)
+    m = p.motor.scaled(0.5)
+    assert m.knee_rate == pytest.approx(0.5 * p.motor.knee_rate)
+    assert m.zero_load_rate == pytest.approx(0.5 * p.motor.zero_load_rate)
+
+
+def test_pmf_calibration_hits_the_body_rate_and_matches_a_root_finder():
+    from scipy.optimize import brentq
+
+    p = ecoli(calibrated=False)
+    target = rad_per_s(23.0)
+    s = calibrate_pmf(p, target, n_flagella=4)
+    # independent route: bracketing root finder on the body rate as a function of the factor
+    s_ref = brentq(lambda x: float(swim(p, n_flagella=4, motor=p.motor.scaled(x)).body_rate) - target,
+                   0.05, 5.0, xtol=1e-14)
+    assert s == pytest.approx(s_ref, rel=1e-9)
+    # ecoli() carries exactly this calibrated motor
+    assert ecoli().motor.stall_torque == pytest.approx(s * LITERATURE_MOTOR.stall_torque, rel=1e-12)
+    assert hz(swim(ecoli(), n_flagella=4).body_rate) == pytest.approx(23.0, rel=1e-9)
+    # the body rate fixes the total torque: N τ_m = ζ_R Ω_b
+    r = swim(ecoli(), n_flagella=4)
+    assert 4 * r.motor_torque == pytest.approx(float(torque_from_body_rotation(p, target)), rel=1e-9)
+    with pytest.raises(FlagellaError, match="target_body_rate"):
+        calibrate_pmf(p, -1.0)
+    with pytest.raises(FlagellaError, match="target_body_rate"):
+        calibrate_pmf(p, float("nan"))
+
+
+def test_motor_free_ratios_do_not_depend_on_the_motor():
+    p = ecoli()
+    sp, br = motor_free_ratios(p, n_flagella=np.array([1, 4, 8]))
+    for mot in (LITERATURE_MOTOR, MotorCurve.constant_torque(5e-19), ConstantSpeedMotor(300.0)):
+        r = swim(p, n_flagella=np.array([1, 4, 8]), motor=mot)
+        assert np.allclose(2 * np.pi * r.speed / r.bundle_rate, sp, rtol=1e-12)
+        assert np.allclose(r.body_rate / r.bundle_rate, br, rtol=1e-12)
+    # closed forms from the propulsion matrix
+    A, B, D = r.A, r.B, r.D
+    assert np.allclose(sp, 2 * np.pi * B / (A + r.zeta_T), rtol=1e-12)
+    assert np.allclose(br, (D - B**2 / (A + r.zeta_T)) / r.zeta_R, rtol=1e-12)
 
 
 def test_vectorised_population_size():
@@ -109,6 +157,12 @@ def test_bad_inputs():
         ecoli(filament_radius=0.25e-6)
     with pytest.raises(FlagellaError, match="body_width"):
         ecoli(body_width=3e-6)
-    with pytest.raises(FlagellaError, match="target_bundle_rate"):
-        calibrate_motor_scale(ecoli(), -1.0)
+    with pytest.raises(FlagellaError, match="motor_scale"):
+        swim(ecoli(), motor_scale=0.0)
+    with pytest.raises(FlagellaError, match="motor_scale"):
+        swim(ecoli(), motor_scale=float("nan"))
+    with pytest.raises(FlagellaError, match="factor"):
+        ecoli().motor.scaled(-2.0)
+    with pytest.raises(FlagellaError, match="body_rate"):
+        torque_from_body_rotation(ecoli(), -1.0)
     assert math.isfinite(float(swim(ecoli()).speed))

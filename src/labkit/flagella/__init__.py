@@ -7,7 +7,10 @@ spins faster; a uniflagellar cell slows down with size.
 Modules
 -------
 :mod:`~labkit.flagella.params`
-    :func:`ecoli` — the E. coli parameter set with sources (:class:`SwimmerParams`).
+    :func:`ecoli` — the E. coli parameter set with sources (:class:`SwimmerParams`), its motor calibrated
+    on the measured body rotation (:func:`calibrated_motor`).
+:mod:`~labkit.flagella.data`
+    Published measurements as package data: Darnton et al. 2007, Lisevich et al. 2024.
 :mod:`~labkit.flagella.rft`
     Resistive force theory: :class:`Helix` and its propulsion matrix ``(A, B, D)``.
 :mod:`~labkit.flagella.body`
@@ -15,13 +18,16 @@ Modules
 :mod:`~labkit.flagella.motor`
     :class:`MotorCurve` (knee-type torque–speed curve), :class:`ConstantSpeedMotor`.
 :mod:`~labkit.flagella.swim`
-    :func:`swim` — force- and torque-free balance with the motor curve, vectorised.
+    :func:`swim` — force- and torque-free balance with the motor curve, vectorised;
+    :func:`motor_free_ratios`, :func:`torque_from_body_rotation`, :func:`calibrate_pmf`.
 :mod:`~labkit.flagella.bundle`
     N-flagella bundle models: independent, thick helix, regularized Stokeslets.
 :mod:`~labkit.flagella.stokeslets`
     Regularized Stokeslets and Stokeslet segments, :func:`resistance_matrix`.
 :mod:`~labkit.flagella.validation`
     Sphere and slender-spheroid checks of the Stokeslet solvers (cached on disk).
+:mod:`~labkit.flagella.sensitivity`
+    :func:`length_change` (the U(L) headline number) and :func:`sensitivity_sweep`.
 :mod:`~labkit.flagella.population`
     The simulated population experiment, binned U(L), slope fit.
 
@@ -39,9 +45,18 @@ from .bundle import (
     bundle_resistance_matrix,
     stokeslet_bundle,
 )
+from .data import StrainData, load_darnton2007, load_lisevich2024
 from .errors import FlagellaError
 from .motor import ConstantSpeedMotor, MotorCurve, hz, rad_per_s
-from .params import DARNTON_2007, SOURCES, Measurement, SwimmerParams, ecoli
+from .params import (
+    DARNTON_2007,
+    LITERATURE_MOTOR,
+    SOURCES,
+    Measurement,
+    SwimmerParams,
+    calibrated_motor,
+    ecoli,
+)
 from .population import (
     Population,
     SlopeFit,
@@ -52,6 +67,7 @@ from .population import (
     sample_lengths,
 )
 from .rft import Helix, drag_coefficients
+from .sensitivity import SweepRow, Variant, length_change, sensitivity_sweep
 from .stokeslets import (
     SQRT_E,
     fibonacci_sphere,
@@ -61,12 +77,22 @@ from .stokeslets import (
     resistance_matrix,
     stokeslet_tensor,
 )
-from .swim import SwimResult, body_drag, calibrate_motor_scale, swim
+from .swim import (
+    DEFAULT_BUNDLE,
+    SwimResult,
+    body_drag,
+    calibrate_pmf,
+    motor_free_ratios,
+    swim,
+    torque_from_body_rotation,
+)
 from .validation import SphereSweep, sphere_convergence, sphere_sizes, spheroid_centerline
 
 __all__ = [
     "BUNDLE_MODELS",
     "DARNTON_2007",
+    "DEFAULT_BUNDLE",
+    "LITERATURE_MOTOR",
     "SOURCES",
     "SQRT_E",
     "ConstantSpeedMotor",
@@ -78,16 +104,20 @@ __all__ = [
     "Population",
     "SlopeFit",
     "SphereSweep",
+    "StrainData",
     "StokesletBundle",
+    "SweepRow",
     "SwimResult",
     "SwimmerParams",
     "ThickHelixBundle",
+    "Variant",
     "binned_mean",
     "body_drag",
     "bundle_helices",
     "bundle_model",
     "bundle_resistance_matrix",
-    "calibrate_motor_scale",
+    "calibrate_pmf",
+    "calibrated_motor",
     "cylinder_drag",
     "drag_coefficients",
     "ecoli",
@@ -96,12 +126,17 @@ __all__ = [
     "fit_slope",
     "flagella_number",
     "hz",
+    "length_change",
+    "load_darnton2007",
+    "load_lisevich2024",
     "mobility_matrix",
+    "motor_free_ratios",
     "oseen_tensor",
     "population_experiment",
     "rad_per_s",
     "resistance_matrix",
     "sample_lengths",
+    "sensitivity_sweep",
     "sphere_convergence",
     "sphere_sizes",
     "spheroid_centerline",
@@ -110,4 +145,5 @@ __all__ = [
     "stokeslet_bundle",
     "stokeslet_tensor",
     "swim",
+    "torque_from_body_rotation",
 ]

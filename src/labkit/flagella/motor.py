@@ -9,6 +9,13 @@ a *knee* speed ``ω_k`` and then a torque falling linearly to zero at the zero-l
 A swimming cell loads each motor with a *load line* ``τ = k ω`` (``k`` in N·m·s, from the balance
 equations in :mod:`labkit.flagella.swim`); the operating point is the intersection, solved here in
 closed form and vectorised over ``k``. Rates are angular (rad/s); torques in N·m.
+
+The proton-motive force (PMF) scales the whole curve: the torque near stall is proportional to the PMF
+(Fung & Berg 1995) and so is the speed near zero load (Gabel & Berg 2003) [R: recalled, not re-read].
+:meth:`MotorCurve.scaled` is that one-parameter family (stall torque, knee and zero-load speed multiplied
+by the same factor ``s``). Because a load line ``τ = kω`` is homogeneous, the operating point of the
+scaled curve on any load line is exactly ``s`` times the unscaled one, in rate *and* torque: the PMF
+changes the speed of every cell by the same factor and leaves the shape of any curve U(L) unchanged.
 """
 
 from __future__ import annotations
@@ -82,6 +89,17 @@ class MotorCurve:
     def constant_torque(cls, stall_torque: float) -> MotorCurve:
         """Idealised motor with torque ``τ₀`` at every speed (no knee)."""
         return cls(stall_torque, math.inf, math.inf)
+
+    def scaled(self, factor: float) -> MotorCurve:
+        """The PMF-family member with stall torque, knee and zero-load speed all multiplied by ``factor``.
+
+        Raises
+        ------
+        FlagellaError
+            If ``factor`` is not a positive finite number.
+        """
+        s = check_positive("factor", factor)
+        return MotorCurve(self.stall_torque * s, self.knee_rate * s, self.zero_load_rate * s)
 
     @property
     def is_constant_torque(self) -> bool:

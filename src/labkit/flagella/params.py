@@ -13,14 +13,24 @@ The secondary source for Darnton et al. 2007 is Das & Lauga, "Computing the moto
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, fields, replace
 
+from .data import Measurement, load_darnton2007
 from .errors import FlagellaError, check_positive
 from .motor import MotorCurve
 from .rft import DRAG_METHODS, Helix
 
-__all__ = ["DARNTON_2007", "Measurement", "SOURCES", "SwimmerParams", "ecoli"]
+__all__ = [
+    "DARNTON_2007",
+    "LITERATURE_MOTOR",
+    "SOURCES",
+    "Measurement",
+    "SwimmerParams",
+    "calibrated_motor",
+    "ecoli",
+]
 
 #: Source and confidence of each default value of :func:`ecoli`.
 SOURCES: dict[str, str] = {
@@ -39,6 +49,9 @@ SOURCES: dict[str, str] = {
     "(1260 ± 190 pN·nm, Reid et al. 2006, via Das & Lauga 2018 Table V [S])",
     "knee_rate": "170 Hz at ~23 °C, Chen & Berg 2000 [R] (not found in any source searched); "
     "the knee shape itself [V]",
+    "motor_calibration": "stall torque, knee and zero-load speed scaled by one PMF factor so that the "
+    "book's E. coli (L = 2.5 µm, N = 4, default bundle model) counter-rotates its body at Darnton's "
+    "measured 23 Hz [S] [C]",
     "zero_load_rate": "~330 Hz at room temperature, Yuan & Berg review abstract [V]",
     "chirality": "left-handed normal filament, Darnton et al. 2007 introduction [V]",
     "drag_method": "Lighthill (1976) RFT coefficients, as in RFTMultiflagella [C]",
@@ -46,35 +59,15 @@ SOURCES: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """A measured mean ± standard deviation (SI units) with its source and confidence tag."""
+#: Swimming *E. coli* of Darnton et al. 2007 (J. Bacteriol. 189:1756; motility buffer, 0.93 cP), read from
+#: the package data file ``darnton2007_swimming.csv`` (:func:`~labkit.flagella.data.load_darnton2007`).
+#: The **means** are confirmed **[S]** by Das & Lauga 2018 (arXiv:1806.09694v1, §2.1, Table II); the
+#: **standard deviations** are **[R]**; the 3.4 flagella per cell is **[T]**.
+DARNTON_2007: dict[str, Measurement] = load_darnton2007()
 
-    mean: float
-    sd: float
-    source: str
-
-
-#: Swimming *E. coli* (strain and conditions of Darnton et al. 2007, J. Bacteriol. 189:1756; cells in
-#: motility buffer, 0.93 cP). The **means** are confirmed **[S]** by Das & Lauga 2018 (arXiv:1806.09694v1),
-#: who restate Darnton's swimming-cell data set A: 29 µm/s and 131 Hz (§2.1, Table II), body 23 Hz
-#: (Table II). The **standard deviations** (± 6 µm/s, ± 28 Hz, ± 8 Hz) are **[R]**: Darnton's Table 1 itself
-#: could not be read here. The 3.4 flagella per cell is **[T]**: a third-party survey attributes it to the
-#: same strain (3.37 ± 1.59 filaments per cell in Turner, Ryu & Berg 2000); not checked in either paper.
-DARNTON_2007: dict[str, Measurement] = {
-    "speed": Measurement(29e-6, 6e-6, "Darnton et al. 2007; mean [S] Das & Lauga 2018 §2.1, sd [R]"),
-    "bundle_rate": Measurement(
-        2 * math.pi * 131.0, 2 * math.pi * 28.0, "Darnton et al. 2007; mean [S] Das & Lauga 2018 §2.1, sd [R]"
-    ),
-    "body_rate": Measurement(
-        2 * math.pi * 23.0,
-        2 * math.pi * 8.0,
-        "Darnton et al. 2007; mean [S] Das & Lauga 2018 Table II, sd [R]",
-    ),
-    "flagella": Measurement(
-        3.4, float("nan"), "same strain, third-party note [T] (Turner et al. 2000: 3.37)"
-    ),
-}
+#: The literature motor at room temperature (stall 1300 pN·nm and zero load 330 Hz [V], knee 170 Hz [R]),
+#: before calibration.
+LITERATURE_MOTOR = MotorCurve(1300e-21, 2 * math.pi * 170.0, 2 * math.pi * 330.0)
 
 
 @dataclass(frozen=True)
@@ -90,7 +83,8 @@ class SwimmerParams:
     viscosity:
         Dynamic viscosity μ, Pa·s.
     motor:
-        Torque–speed curve of one motor (:class:`~labkit.flagella.motor.MotorCurve`).
+        Torque–speed curve of one motor (:class:`~labkit.flagella.motor.MotorCurve`); the literature
+        curve :data:`LITERATURE_MOTOR` when built directly, the calibrated one from :func:`ecoli`.
     chirality:
         ``"left"`` or ``"right"`` handed filament.
     drag_method:
@@ -112,9 +106,7 @@ class SwimmerParams:
     contour_length: float = 7.3e-6
     filament_radius: float = 10e-9
     viscosity: float = 1.0e-3
-    motor: MotorCurve = field(
-        default_factory=lambda: MotorCurve(1300e-21, 2 * math.pi * 170.0, 2 * math.pi * 330.0)
-    )
+    motor: MotorCurve = field(default_factory=lambda: LITERATURE_MOTOR)
     chirality: str = "left"
     drag_method: str = "lighthill"
     body_shape: str = "spheroid"
@@ -155,8 +147,13 @@ class SwimmerParams:
         return replace(self, **changes)
 
     def table(self) -> list[tuple[str, str, str]]:
-        """Rows ``(quantity, value in display units, source)`` for the book."""
-        m = self.motor
+        """Rows ``(quantity, value in display units, source)`` for the book.
+
+        The motor rows give the literature value and, after "→", this parameter set's value.
+        """
+        m, lit = self.motor, LITERATURE_MOTOR
+        factor = m.stall_torque / lit.stall_torque
+        hz = 2 * math.pi
         rows = [
             ("body length", f"{self.body_length * 1e6:.2f} µm", SOURCES["body_length"]),
             ("body width", f"{self.body_width * 1e6:.2f} µm", SOURCES["body_width"]),
@@ -165,14 +162,36 @@ class SwimmerParams:
             ("contour length", f"{self.contour_length * 1e6:.1f} µm", SOURCES["contour_length"]),
             ("filament radius", f"{self.filament_radius * 1e9:.0f} nm", SOURCES["filament_radius"]),
             ("viscosity", f"{self.viscosity * 1e3:.2f} mPa·s", SOURCES["viscosity"]),
-            ("stall torque", f"{m.stall_torque * 1e21:.0f} pN·nm", SOURCES["stall_torque"]),
-            ("knee speed", f"{m.knee_rate / (2 * math.pi):.0f} Hz", SOURCES["knee_rate"]),
-            ("zero-load speed", f"{m.zero_load_rate / (2 * math.pi):.0f} Hz", SOURCES["zero_load_rate"]),
+            ("stall torque", f"{lit.stall_torque * 1e21:.0f} → {m.stall_torque * 1e21:.0f} pN·nm",
+             SOURCES["stall_torque"]),
+            ("knee speed", f"{lit.knee_rate / hz:.0f} → {m.knee_rate / hz:.0f} Hz", SOURCES["knee_rate"]),
+            ("zero-load speed", f"{lit.zero_load_rate / hz:.0f} → {m.zero_load_rate / hz:.0f} Hz",
+             SOURCES["zero_load_rate"]),
+            ("motor PMF factor", f"{factor:.3f}", SOURCES["motor_calibration"]),
             ("chirality", self.chirality, SOURCES["chirality"]),
         ]
         return rows
 
 
-def ecoli(**changes) -> SwimmerParams:
-    """The default *E. coli* parameter set (see :data:`SOURCES`), with optional overrides."""
+@functools.lru_cache(maxsize=1)
+def calibrated_motor() -> MotorCurve:
+    """:data:`LITERATURE_MOTOR` scaled by the PMF factor that makes the book's *E. coli* (default
+    geometry, L = 2.5 µm, N = 4, :data:`~labkit.flagella.swim.DEFAULT_BUNDLE`) counter-rotate its body at
+    Darnton's measured rate (see :func:`~labkit.flagella.swim.calibrate_pmf`)."""
+    from .swim import DEFAULT_BUNDLE, calibrate_pmf
+
+    s = calibrate_pmf(SwimmerParams(), DARNTON_2007["body_rate"].mean, n_flagella=4, bundle=DEFAULT_BUNDLE)
+    return LITERATURE_MOTOR.scaled(s)
+
+
+def ecoli(*, calibrated: bool = True, **changes) -> SwimmerParams:
+    """The *E. coli* parameter set (see :data:`SOURCES`), with optional overrides.
+
+    By default the motor is :func:`calibrated_motor` (the data-consistent set); ``calibrated=False``
+    keeps :data:`LITERATURE_MOTOR`. A ``motor`` in ``changes`` replaces either. Other overrides (e.g. a
+    viscosity) keep the motor: the calibration is a property of the motor, made once at the default
+    geometry.
+    """
+    if calibrated and "motor" not in changes:
+        changes["motor"] = calibrated_motor()
     return SwimmerParams(**changes)

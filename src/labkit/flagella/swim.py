@@ -11,6 +11,11 @@ axial drags (:mod:`labkit.flagella.body`). With ``D_red = D − B²/(A + ζ_T)``
 load ``τ_m = k ω_m``, ``k = 1 / [N (1/D_red + 1/ζ_R)]``, and the operating point is the intersection
 with the torque–speed curve, solved in closed form (vectorised: 1e5 cells in one call). Hydrodynamic
 interactions between body and bundle are neglected (reduced-order model).
+
+Two ratios do not involve the motor at all (:func:`motor_free_ratios`): the distance swum per bundle
+turn ``2πU/ω_f = 2πB/(A + ζ_T)`` and ``Ω_b/ω_f = D_red/ζ_R``. They test the hydrodynamics alone. The
+body's rotation measures the total motor torque, ``N τ_m = ζ_R Ω_b`` (:func:`torque_from_body_rotation`),
+which is what :func:`calibrate_pmf` uses to fix the motor.
 """
 
 from __future__ import annotations
@@ -21,11 +26,22 @@ import numpy as np
 
 from .body import cylinder_drag, spheroid_drag
 from .bundle import bundle_model
-from .errors import FlagellaError, check_finite_array
+from .errors import FlagellaError, check_finite_array, check_positive
 from .motor import ConstantSpeedMotor, MotorCurve
 from .params import SwimmerParams
 
-__all__ = ["SwimResult", "body_drag", "calibrate_motor_scale", "swim"]
+__all__ = [
+    "DEFAULT_BUNDLE",
+    "SwimResult",
+    "body_drag",
+    "calibrate_pmf",
+    "motor_free_ratios",
+    "swim",
+    "torque_from_body_rotation",
+]
+
+#: Bundle model used by :func:`swim` (and by the calibration of :func:`~labkit.flagella.ecoli`).
+DEFAULT_BUNDLE = "thick"
 
 
 @dataclass(frozen=True)
@@ -107,7 +123,7 @@ def swim(
     *,
     n_flagella=1,
     body_length=None,
-    bundle="thick",
+    bundle=DEFAULT_BUNDLE,
     motor: MotorCurve | ConstantSpeedMotor | None = None,
     motor_scale=1.0,
     **bundle_kwargs,
@@ -127,8 +143,9 @@ def swim(
     motor:
         Override ``params.motor`` (e.g. ``MotorCurve.constant_torque(τ₀)`` or ``ConstantSpeedMotor``).
     motor_scale:
-        Per-cell multiplier of the motor torque (cell-to-cell variability), broadcast; a scaled knee-type
-        curve keeps its knee and zero-load speeds.
+        Per-cell proton-motive-force factor ``s`` (cell-to-cell variability), broadcast: the motor curve
+        is :meth:`~labkit.flagella.motor.MotorCurve.scaled` by ``s`` (stall torque, knee and zero-load
+        speed together), so every rate and torque of that cell is ``s`` times the unscaled one.
     bundle_kwargs:
         Passed to :func:`~labkit.flagella.bundle.stokeslet_bundle` when ``bundle="stokeslet"``.
 
@@ -156,48 +173,69 @@ def swim(
     mot = params.motor if motor is None else motor
     if not hasattr(mot, "operating_point"):
         raise FlagellaError(f"motor must be a MotorCurve or ConstantSpeedMotor, got {type(mot).__name__}")
-    if isinstance(mot, MotorCurve):
-        wm, tm = mot.operating_point(load / scale)
-        tm = tm * scale
-    else:
-        wm, tm = mot.operating_point(load)
+    wm, tm = mot.operating_point(load)
+    # PMF family: the scaled curve meets the (homogeneous) load line at s times the unscaled point
+    wm, tm = wm * scale, tm * scale
     wf = wm / (1.0 + D_red / zR)
     Wb = wm - wf
     U = B * wf / (A + zT)
     return SwimResult(U, wf, Wb, wm, tm, N, L, zT, zR, A, B, D, mot)
 
 
-def calibrate_motor_scale(
+def motor_free_ratios(
+    params: SwimmerParams, *, n_flagella=1, body_length=None, bundle=DEFAULT_BUNDLE, **bundle_kwargs
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ratios fixed by the hydrodynamics alone, whatever the motor (vectorised like :func:`swim`).
+
+    Returns
+    -------
+    (speed_per_turn, body_ratio)
+        ``2πU/ω_f = 2πB/(A + ζ_T)`` in m per bundle turn, and ``Ω_b/ω_f = D_red/ζ_R`` (dimensionless).
+    """
+    r = swim(params, n_flagella=n_flagella, body_length=body_length, bundle=bundle,
+             motor=ConstantSpeedMotor(1.0), **bundle_kwargs)
+    return 2 * np.pi * r.speed / r.bundle_rate, r.body_rate / r.bundle_rate
+
+
+def torque_from_body_rotation(params: SwimmerParams, body_rate, body_length=None) -> np.ndarray:
+    """Total motor torque ``N τ_m = ζ_R Ω_b`` (N·m) implied by a measured body rotation (rad/s).
+
+    Only the body's rotational drag enters (torque balance on the body), not the flagella or the motor.
+    """
+    w = check_finite_array("body_rate", body_rate, positive=True)
+    return body_drag(params, body_length)[1] * w
+
+
+def calibrate_pmf(
     params: SwimmerParams,
-    target_bundle_rate: float,
+    target_body_rate: float,
     *,
-    n_flagella: int = 1,
-    bundle="thick",
-    bracket: tuple[float, float] = (1e-3, 1e3),
+    n_flagella: int = 4,
+    body_length: float | None = None,
+    bundle=DEFAULT_BUNDLE,
     **bundle_kwargs,
 ) -> float:
-    """Factor ``s`` on the motor torque (knee and zero-load speeds kept) that makes the bundle turn at
-    ``target_bundle_rate`` (rad/s) for the cell in ``params`` — a one-parameter calibration.
+    """PMF factor ``s`` on ``params.motor`` (stall torque, knee and zero-load speed together) that makes
+    the cell counter-rotate its body at ``target_body_rate`` (rad/s).
+
+    The body rate measures the total motor torque (:func:`torque_from_body_rotation`), so this calibrates
+    the motor on a torque, leaving speed and bundle rate as predictions. Every rate is proportional to
+    ``s`` in this family, hence ``s = target / Ω_b(s = 1)``; the result is checked by solving again.
 
     Raises
     ------
     FlagellaError
-        If the target is not reachable within ``bracket`` (e.g. above the zero-load speed).
+        A non-positive target, a motor that is not a :class:`~labkit.flagella.motor.MotorCurve`, or a
+        check solve that misses the target (a motor model that is not homogeneous).
     """
-    from scipy.optimize import brentq
-
-    from .errors import check_positive
-
-    target = check_positive("target_bundle_rate", target_bundle_rate)
+    target = check_positive("target_body_rate", target_body_rate)
+    if not isinstance(params.motor, MotorCurve):
+        raise FlagellaError(f"params.motor must be a MotorCurve, got {type(params.motor).__name__}")
     model = bundle_model(params, bundle, **bundle_kwargs)
-
-    def gap(log_s: float) -> float:
-        r = swim(params, n_flagella=n_flagella, bundle=model, motor_scale=float(np.exp(log_s)))
-        return float(r.bundle_rate) - target
-
-    lo, hi = np.log(bracket[0]), np.log(bracket[1])
-    if gap(lo) * gap(hi) > 0:
-        raise FlagellaError(
-            f"target_bundle_rate={target:g} rad/s is not reachable with a motor-torque factor in {bracket}"
-        )
-    return float(np.exp(brentq(gap, lo, hi, xtol=1e-12)))
+    base = swim(params, n_flagella=n_flagella, body_length=body_length, bundle=model)
+    s = target / float(base.body_rate)
+    check = swim(params, n_flagella=n_flagella, body_length=body_length, bundle=model,
+                 motor=params.motor.scaled(s))
+    if not abs(float(check.body_rate) / target - 1) < 1e-9:  # pragma: no cover - guards the algebra
+        raise FlagellaError(f"PMF calibration missed target_body_rate={target:g} rad/s (factor {s:g})")
+    return float(s)
