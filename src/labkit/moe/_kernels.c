@@ -86,8 +86,6 @@ int lk_has_pack(void) { return lk_pack_size && lk_pack && lk_compute && lk_sgemm
  * B operand of row-major GEMMs with up to `rows` rows. MKL asks for ~9 MB per matrix whatever its
  * size but writes about the matrix's own size, so the buffers are carved from one anonymous,
  * unreserved mapping: untouched pages cost address space, not memory (see lk_pack_resident).
- * (2 MB pages for the own layout's panels, MADV_HUGEPAGE on a 2 MB-aligned mapping, 10 MB of huge
- * pages taken at N = 16: 0.99-1.02x, 31 paired calls at N = 16 k = 4, 8 and N = 8 k = 2; not kept.)
  * With `own` (AVX-512 builds, lk_has_own), p1[e] holds w1[e] instead as LK_GU_NEURONS-neuron panels
  * for lk_gate_up_8 (panel p is [d][2 * LK_GU_NEURONS]: the gate columns of neurons
  * p*LK_GU_NEURONS.. then their up columns, zero past m) and p2[e] holds w2[e] as LK_DN_COLS-column
@@ -95,14 +93,9 @@ int lk_has_pack(void) { return lk_pack_size && lk_pack && lk_compute && lk_sgemm
 #define LK_GU_NEURONS 24 /* neurons per gate/up panel: 3 AVX-512 vectors of columns */
 #define LK_GU_ROWS 8     /* tokens per gate/up micro-kernel call (8 x 3 accumulators) */
 #define LK_DN_COLS 48    /* output columns per down-projection panel */
-/* Own layout (auto) while an expert's gate/up panels take at most this many bytes. Measured at
- * d=576 (bench_moe.py shape), 4096 tokens, 2 cores, against MKL's packed GEMMs with gathered rows
- * and a scatter pass: first (gate/up then with row groups outer, all panels per group) m=96 (442
- * KB) 1.04-1.10x as fast (median of 25 paired calls), m=192 1.01x, m=384 0.94x; then (panels
- * outer, work stealing) m=192 (884 KB) 1.06/1.03/1.06x at k = 2/4/6 of 8 experts (61 paired
- * calls), m=384 1.00/0.98x at k = 1/2 of 4 (41); later (with the vector top-k of 3e8e739)
- * m=96 1.10/1.09/1.06x at k = 4/8/12 (25 paired calls after a dense FFN call), m=192
- * 0.99/1.02/0.97x at k = 2/4/6 (41): about equal at N = 8, kept for its smaller scratch. */
+/* Own layout (auto) while an expert's gate/up panels take at most this many bytes: up to there
+ * the register-tile kernels keep up with MKL's packed GEMMs (which need gathered rows and a
+ * scatter pass) and use less scratch; above it MKL's are as fast or faster (benchmarks/NOTES_moe.md). */
 #define LK_OWN_MAX_BYTES (1 << 20)
 /* lk_down runs an expert's down panels in sets of at most this many bytes */
 #define LK_DN_SET_BYTES (512 << 10)
@@ -460,12 +453,7 @@ static inline void lk_row_copy(float *restrict dst, const float *restrict src, c
 #ifdef __AVX512F__
 /* t[r, 0:48] = a_r[0:K] q for 8 rows a_r (pointers; short row groups repeat a row) and a panel q
  * [K][48] (row stride 48): register tiles of 8 rows x 48 columns, per k 3 vector loads of q, 8
- * broadcasts and 24 FMAs. The micro-kernel of both own-layout stages. (Prefetching the panel
- * 16-32 rows ahead into L1: 1.00-1.03x as fast on one thread, 0.96-1.05x on two, N = 16; not kept.
- * Copying each row group's 8 rows first into a [K][8] panel, as BLIS packs its A operand, so that
- * the broadcasts read one stream: 0.91x by the best of 400 single-thread runs of a 128-token item
- * in a micro-benchmark (0.88x packed by scatter stores; 0.82-0.88x with the down stage's g packed
- * too), medians 0.97-1.02x; not kept.) */
+ * broadcasts and 24 FMAs. The micro-kernel of both own-layout stages. */
 static inline __attribute__((always_inline)) void lk_tile_8x48(const float *const *a, const float *q, int64_t K,
                                                               float t[LK_GU_ROWS][48]) {
     const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5], *a6 = a[6], *a7 = a[7];
@@ -508,11 +496,7 @@ static inline __attribute__((always_inline)) void lk_tile_8x48(const float *cons
 
 /* g[r, 0:nn] = (SiLU(a_r Wg) * (a_r Wu)) * sc[r] for the nr <= LK_GU_ROWS token rows a_r (pointers
  * into x: the rows are read where they are, no gather) and one gate/up panel q [d][48] (24 gate
- * then 24 up columns; nn <= 24 neurons kept). (Software prefetches of the next rows measured no
- * faster: the next group's during the last panel 0.97-1.07x with row groups outer; with panels
- * outer, the next group's during the first panel 0.90-1.10x and the next chunk's during the down
- * stage 0.96-0.99x. The SiLU on AVX-512 vectors with a Newton-refined rcp14 instead of the
- * division: 1.005-1.009x on one thread, 0.99-1.01x on two; not kept.) */
+ * then 24 up columns; nn <= 24 neurons kept). */
 static void lk_gate_up_8(const float *const *a, int nr, const float *q, int64_t d, int64_t nn, float *g, int64_t ldg,
                          const float *sc) {
     float t[LK_GU_ROWS][48] __attribute__((aligned(64)));
@@ -527,13 +511,9 @@ static void lk_gate_up_8(const float *const *a, int nr, const float *q, int64_t 
 
 /* g[r, 0:m] (row stride ldg) for the c tokens tok[0..c-1] of one expert (~t: token t), from x
  * [T, d] and the expert's panels q: panels outer, row groups inner, so that the chunk's rows stay
- * in L2 over the panels and one panel (d x 48 floats) at a time is read by all of its row groups.
- * Against row groups outer (a group's rows in L1 over all panels, the panels in L2), at N = 16 on
- * 2 cores: 1.01-1.13x as fast (median 1.06 over 11 comparisons: 5 runs of 31-201 paired calls
- * after a 128 MB cache sweep at k = 4, 2 runs of 15 after a dense FFN at k = 4, 8, 12), about
- * equal on one thread; the rows, gate/up panels, h and down panels of a 128-row chunk take more
- * than a core's L2. (Blocking d as well, so that a 96-192-deep slice of the panel stays in L1
- * over the row groups, partial sums kept between slices: 0.92-0.98x on one thread.) */
+ * in L2 over the panels and one panel (d x 48 floats) at a time is read by all of its row groups
+ * (rather than row groups outer, a group's rows in L1 over all panels: the rows, gate/up panels,
+ * h and down panels of a 128-row chunk together take more than a core's L2). */
 static void lk_gate_up(const float *x, int64_t d, int64_t m, const int32_t *tok, int c, const float *q, float *g,
                        int64_t ldg, const float *sc) {
     const int64_t np = (m + LK_GU_NEURONS - 1) / LK_GU_NEURONS, panel = d * 2 * LK_GU_NEURONS;
@@ -584,10 +564,8 @@ static void lk_down_8(const float *g, int64_t ldg, int nr, const float *q, int64
 }
 
 /* y[t] (+)= g[r] W2e for the c tokens tok[r] (~t: store, t: add) of one expert: row groups outer,
- * the expert's down panels q ([npd][m][48]) inner. (Panels outer, each 18-36 KB panel kept in L1
- * over the row groups and the output rows revisited once per panel: 0.94-0.99x; sets of 40 KiB
- * of panels 0.98-1.03x; 2 threads of the Ice Lake guest, 31 calls each after a dense FFN call,
- * N = 8 k = 2, 4 and N = 16 k = 4, 8.) */
+ * the expert's down panels q ([npd][m][48]) inner (in sets of LK_DN_SET_BYTES), so that each
+ * output row is visited once per set rather than once per panel. */
 static void lk_down(const float *g, int64_t ldg, int64_t m, const int32_t *tok, int c, const float *q, float *y,
                     int64_t d) {
     const int64_t npd = (d + LK_DN_COLS - 1) / LK_DN_COLS;
@@ -623,29 +601,13 @@ static void lk_down(const float *g, int64_t ldg, int64_t m, const int32_t *tok, 
  * tw (NULL: 1). The outputs go into y's token rows, or with buf into buf's rows 0..c-1 (stored, row
  * stride d) for the block's owner to add later (lk_prefill_blocks). Scratch: xs [c, d], h [c, 2m],
  * o [c, d] (own layout: h [c, m] only; xs, o unused), loc [c]. A block's items are its experts'
- * tokens in chunks of at most `chunk` rows (equal parts, 135 rows as 68 + 67 rather than 128 + 7,
- * measured no faster: 0.97-1.02x). */
+ * tokens in chunks of at most `chunk` rows. */
 static void lk_item(const float *x, int64_t d, const float *w1, const float *w2, const lk_packed *pk, int64_t m,
                     int64_t e, const int32_t *tok, int c, const float *tw, float *y, float *buf, float *xs, float *h,
                     float *o, int32_t *loc) {
 #ifdef __AVX512F__
     if (pk && pk->own) {
-        /* the token rows read in place and the outputs added into theirs: no xs, no o. (Each
-         * expert's tokens in pieces of up to 256 KiB of h instead of 128-row chunks, so that both
-         * stages' panels stay in L2 across them: 1.04-1.10x as fast on one thread, 0.91-1.03x on
-         * two, in two sessions; as work items of 512 rows, gate/up in 128-row chunks, with work
-         * stealing: 1.05x on one thread, 1.01x on two at N = 16, 0.98x at N = 8 (256-row items
-         * 0.95x). Prefetching the next expert's panels during an expert's last chunk: 0.98-0.99x.
-         * Prefetching into L2 from the tile loop, spread over the item, the next gate/up panel during
-         * each one, the down panels during the last and the next item's gate/up panels during the
-         * down stage: 0.97-1.02x on two threads (31 paired calls after a dense FFN call; N = 16,
-         * k = 4, 8, 12; N = 8, k = 2), 1.03x on one (21, within its noise). Not kept.
-         * What memory still costs, one thread, items only, timing-only variants, 31-41 paired calls
-         * after a 192 MB sweep, N = 16 k = 4 / N = 8 k = 2: x's rows cache-resident 1.06 / 1.03x,
-         * y's rows 1.04 / 1.03x, every expert on one expert's panels 1.05-1.12 / 1.04-1.09x; 2 MB
-         * pages for x and y 1.02-1.03 / 1.02x. Blocks of 256 / 512 tokens 0.80-0.85 / 0.92-0.97x,
-         * 1024 with one chunk per expert 1.03-1.05x (IQR 0.90-1.15): keeping the panels in L2
-         * costs the x rows theirs.) */
+        /* the token rows read in place and the outputs added into theirs: no xs, no o */
         lk_gate_up(x, d, m, tok, c, pk->p1[e], h, m, tw);
         if (buf) {
             for (int r = 0; r < c; ++r) loc[r] = ~r;
@@ -718,7 +680,7 @@ static int64_t lk_claim(lk_task *tk, int back) {
 static int64_t lk_stolen; /* items taken by a thread other than their block's owner, since load */
 
 /* How many work items threads have taken from other threads' blocks since the library was loaded
- * (the tests check that stealing happens). */
+ * (a diagnostic: which thread ran an item does not change the results). */
 int64_t lk_stolen_items(void) { return __atomic_load_n(&lk_stolen, __ATOMIC_RELAXED); }
 
 /* One step of a wait: a pause instruction, or after 1000 of them (tens of microseconds; an item
@@ -742,11 +704,8 @@ static inline void lk_relax(int *spins) {
  * the owner's buffer (LK_STEAL_BYTES; items that would not fit are left to the owner); the owner,
  * once the two ends meet, waits for those items and adds their outputs in item order. Every
  * token's expert outputs are thus summed in expert order whoever ran them: results are
- * bit-identical to a single thread's. The threads of a call often run at different speeds on a
- * VM (N = 16, k = 4, 2 threads, one 2048-token block each: one thread's block took 24.2 ms, the
- * other's 28.4 ms, medians of 61 calls); stealing about 5 % of the items (7 of 143 per call)
- * made the call 1.06x as fast at N = 16, k = 4 (own layout) and 1.12x at N = 8, k = 2 (MKL's
- * GEMMs), medians of 61 and 21 paired calls. */
+ * bit-identical to a single thread's. (The threads of a call often run at different speeds on a
+ * VM: with one block per thread, one would otherwise wait for the other at the end.) */
 typedef void (*lk_route_fn)(const void *ctx, int64_t t0, int64_t t1, int32_t *lists, float *lw, int32_t *cnt,
                             int64_t stride, float *extra);
 
@@ -923,8 +882,8 @@ typedef struct {
 
 /* Router logits out[t, 0..n16) = x[t] wrt for t < B (x [B, d], wrt [d, n16], n16 a multiple of 16):
  * tiles of 8 tokens x 16 experts kept in registers (the full-tile loop has a constant trip count
- * for that; the tail loop does not). Measured about as fast as MKL's sgemm for the same logits
- * (1.5 ms per 4096 tokens at N=16 alone, 1.8-1.9 vs 2.1 ms inside the prefill), with no BLAS call. */
+ * for that; the tail loop does not). About as fast as MKL's sgemm for the same logits, with no
+ * BLAS call. */
 static void lk_logits(const float *x, int64_t B, int64_t d, const float *wrt, int64_t n16, float *out) {
     enum { LT = 8, PF_EVERY = 64 / (LT * (int)sizeof(float)) }; /* steps per 64-byte line of the next tile */
     _Static_assert(LT * sizeof(float) <= 64 && 64 % (LT * sizeof(float)) == 0,
@@ -937,21 +896,7 @@ static void lk_logits(const float *x, int64_t B, int64_t d, const float *wrt, in
             memset(acc, 0, sizeof acc);
             if (nt == LT) {
                 /* the next tile's rows (contiguous, LT * d floats: a line every PF_EVERY steps) are prefetched
-                 * while this one runs: the routing pass (x comes from memory) 1.16-1.18x as fast,
-                 * median of 41 paired calls on 1 and 2 threads; about 1 % of a prefill. It then reads
-                 * x at 6.3-6.4 GB/s per core (2-vCPU Ice Lake guest), whatever the prefetch: 0-8 tiles
-                 * ahead, hints T0/T1/T2, 0.99-1.03x (31 paired calls, one thread). That is not the
-                 * memory's limit (a plain sum streams 11.7 GB/s per core, 23 GB/s on two); mostly
-                 * the tile's: 4096 tokens at N = 16 on one thread took 0.96-1.55 ms with x in cache
-                 * against 1.20-1.55 ms after a 192 MB sweep (5 runs of 31 calls; 49-79 GFLOP/s, about
-                 * half the FMA peak, even from cache). Tiles of 16 tokens (16
-                 * accumulators) and d blocked by 192 in groups of 16 tiles (router slice kept in L1):
-                 * 0.88 / 0.96x with x in cache, 0.72-0.77x from memory (no prefetch); not kept.
-                 * Tiles of 4 tokens x 4 experts over 16-wide slices of d (8 loads per 16 FMAs, lanes
-                 * summed at the end, groups of experts past N skipped): routing alone
-                 * 1.13-1.65x as fast at N = 8, 1.45-2.2x at N = 4, 0.73-0.99x at
-                 * N = 16 (31 calls, one and two threads, x in cache or not), but whole prefills at
-                 * N = 4 and 8 only 0.95-1.01x (31 paired calls after a dense FFN call); not kept. */
+                 * while this one runs: in the routing pass x comes from memory */
                 const char *pf = (const char *)(xt + LT * d);
                 const int pf_on = e0 == 0 && t0 + 2 * LT <= B;
                 for (int64_t i = 0; i < d; ++i) {
@@ -993,12 +938,7 @@ static void lk_route_topk(const void *ctx_, int64_t t0, int64_t t1, int32_t *lis
 #ifdef __AVX512F__
         if (n_exp <= 16) {
             /* the same ranks from two compares of all the token's logits and a popcount: gcc runs the
-             * loop below for N < 16 as scalar code (its vector body wants 16 experts). Top-k and
-             * lists of 2048 tokens per thread (logits excluded), 2 threads, medians of 31 calls, each
-             * after a dense FFN call, alternating with a build of the loop: N = 8, k = 2 0.56-0.66 ->
-             * 0.08-0.09 ms; N = 4, k = 1 0.21-0.22 -> 0.05 ms; N = 16, k = 4 0.32-0.34 -> 0.16-0.18
-             * ms; N = 16, k = 12 0.28-0.31 -> 0.16 ms, of 25-85 ms calls (whole calls: 1.00x at
-             * N = 8 and 16, 1.03x at N = 4, 31 paired calls; within their noise) */
+             * loop below for N < 16 as scalar code (its vector body wants 16 experts) */
             const __mmask16 valid = (__mmask16)((1u << n_exp) - 1);
             const __m512 all = _mm512_maskz_loadu_ps(valid, lg);
             for (int64_t e = 0; e < n_exp; ++e) {
