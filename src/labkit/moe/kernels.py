@@ -16,11 +16,10 @@ into a large buffer and scattering results back. The C kernels do each in one ca
   routes each block in the kernel;
 * :meth:`MoEKernels.pack`: the experts' weights in MKL's packed GEMM layout
   (``cblas_sgemm_pack``), so that the prefill GEMMs (``cblas_sgemm_compute``) do not re-pack
-  them on every call; measured 1.03-1.11x faster prefill (median 1.06; 4096 tokens, SmolLM2 FFN
-  shape, the nine N, k rows) for a copy about the experts' size. Small experts (gate/up ≤ 1 MiB,
+  them on every call, for a copy about the experts' size. Small experts (gate/up ≤ 1 MiB,
   AVX-512 CPUs) are packed instead in labkit's own panels for register-tile kernels (8 tokens ×
   48 columns) that read the tokens' rows where they are and add the results straight into the
-  output rows: no gather and no scatter pass, which cost a fifth of the time at N = 16.
+  output rows: no gather and no scatter pass.
 
 The library is built with the system C compiler (``$CC``, else ``cc``) with ``-O3 -march=native
 -fopenmp`` (512-bit vectors where accepted) into ``$LABKIT_CACHE/kernels/<key>/`` (key: source,
@@ -29,7 +28,8 @@ reference. Without a compiler, when the build or the check fails, or with
 ``LABKIT_MOE_KERNELS=0``, :func:`get` returns ``None`` and the block keeps its pure-PyTorch paths
 (same results to float32 rounding). Prefill needs MKL's ``sgemm_`` (PyTorch's x86 builds) and
 experts of at most ``PREFILL_MAX_EXPERT_BYTES``; otherwise only the decode kernels are used. Thread
-count: ``torch.get_num_threads()`` at call time.
+count: ``torch.get_num_threads()`` at call time. Measurements behind these choices:
+``benchmarks/NOTES_moe.md``.
 """
 
 from __future__ import annotations
@@ -58,19 +58,16 @@ _LOCK = threading.Lock()
 _STATE: dict = {}
 _OFF = ("0", "false", "no", "off")
 # The prefill kernel re-reads each expert's weights once per token block, through single-threaded
-# GEMMs; that pays while an expert's weights are cache-sized. Measured (bench_moe.py, 2-core Xeon):
-# SmolLM2 FFN experts (0.66-2.65 MB, 4096 tokens) 13-26 % faster than the PyTorch path at N=8
-# and 16, -6 to +13 % at N=4; LLaMA2-7B FFN experts (34-135 MB, 512 tokens) up to 48 % slower
-# at k/N >= 1/2, since every block re-streams them from DRAM. Larger experts take the PyTorch
+# GEMMs; that pays while an expert's weights are cache-sized (SmolLM2's FFN split into experts),
+# not when every block re-streams them from DRAM (LLaMA2-7B's). Larger experts take the PyTorch
 # path (one threaded GEMM per expert).
 PREFILL_MAX_EXPERT_BYTES = 8 << 20
-# Most rows per expert GEMM in the prefill kernels. Own layout, 2 cores, paired calls after a dense
-# FFN call: 64 rows 0.95-1.02x as fast as 128, 96 rows 0.94-0.99x (21 calls; N = 4-16), 192 and
-# 256 rows (packed for 256) 0.94-1.01x (25 calls; N = 8, 16).
+# Most rows per expert GEMM in the prefill kernels (a chunk's rows, gate/up and outputs stay in a
+# core's L2 cache).
 PREFILL_CHUNK = 128
 _VP, _I64, _INT, _DBL = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
-# Tried in order. On AVX-512 CPUs gcc defaults to 256-bit vectors; 512-bit ones measured 1.8x
-# faster for the SiLU loop (Xeon, Ice Lake). Compilers for other architectures reject the flags.
+# Tried in order. On AVX-512 CPUs gcc defaults to 256-bit vectors; 512-bit ones are faster for
+# the SiLU loop. Compilers for other architectures reject the flags.
 _FLAG_SETS = (("-march=native", "-mprefer-vector-width=512"), ("-march=native",), ())
 
 
@@ -178,9 +175,9 @@ class MoEKernels:
         the policies' ``select_one`` computes it. The decode step of a small FFN is tens of
         microseconds, so the few Python operations saved here (shape reads, attribute lookups)
         are measurable; and routing in the same call leaves no gap between the router's product
-        and the experts' kernel (on the 2-vCPU VM of the benchmarks, Python work of 14 or 43 µs
-        between two threaded kernel calls made the pair 15 or 37 µs slower still). The returned
-        function keeps the weight tensors alive (``f.weights``); rebuild it when they are replaced.
+        and the experts' kernel (Python work between two threaded kernel calls costs more than its
+        own time). The returned function keeps the weight tensors alive (``f.weights``); rebuild it
+        when they are replaced.
         """
         fn = self.lib.lk_moe_decode_rule
         d, m, n = w1.shape[1], w2.shape[1], router.shape[0]
@@ -188,7 +185,7 @@ class MoEKernels:
         empty_like, nt = torch.empty_like, torch.get_num_threads
 
         def decode(x: torch.Tensor, kind: int, lo: int, hi: int, tau: float, softmax: int) -> torch.Tensor:
-            y = empty_like(x)  # x is float32 and contiguous; empty(x.shape) parses the Size (~3 µs more)
+            y = empty_like(x)  # x is float32 and contiguous; empty(x.shape) would parse the Size
             rc = fn(x.data_ptr(), rp, p1, p2, d, m, n, kind, lo, hi, tau, softmax, y.data_ptr(), None, nt())
             if rc < 0:
                 _check(rc, "routed decode")
@@ -264,9 +261,7 @@ class MoEKernels:
         contiguous); unit or mean-one softmax weights; ``threads`` as :meth:`prefill`.
         ``packed``: :meth:`pack` of these ``w1, w2`` (:class:`StalePackError` when they differ).
         No reshapes, and the packed weights' check is inside the kernel call: right after a dense
-        FFN's call every tensor op or ctypes call costs 15-70 µs (cold caches); the block's call,
-        with the kernel stubbed out, measured 0.25-0.28 ms instead of 0.30-0.35 ms (medians of 41
-        calls at N = 16, k = 4 and N = 4, k = 1; 2-core Xeon)."""
+        FFN's call every tensor op or ctypes call is slow (cold caches)."""
         if not x.is_contiguous():
             x = x.contiguous()
         d = x.shape[-1]
@@ -290,12 +285,9 @@ class MoEKernels:
         GEMMs and adds the outputs back in a pass of its own), or labkit's own panels for AVX-512
         register-tile kernels that read the tokens' rows in place and add the outputs straight into
         them (``own``; AVX-512 builds only, see ``has_own_layout``). ``own=None`` picks the own
-        layout while an expert's gate/up panels take ≤ 1 MiB: at the SmolLM2 FFN shape that is
-        N = 16 experts, where it measured 1.06-1.11x as fast as MKL's (k = 4, 8, 12; median of 25
-        paired calls, 4096 tokens, 2-core Xeon; 1.06-1.10x again with the current kernels), and
-        N = 8, first 1.03-1.06x (k = 2, 4, 6; 61 paired calls, with work stealing), with the
-        current kernels 0.97-1.02x (41 paired calls each), against 0.98-1.00x at N = 4. ``.own``
-        tells which one was used.
+        layout while an expert's gate/up panels take ≤ 1 MiB, where it is at least as fast as
+        MKL's: at the SmolLM2 FFN shape that is N = 8 and 16 experts, not N = 4. ``.own`` tells
+        which one was used.
 
         A copy: it costs about as much memory as the weights, is not updated when they change (the
         caller rebuilds it) and is freed with the returned object. None when MKL's packed GEMM is
@@ -352,17 +344,10 @@ def prefill_block(tokens: int, num_experts: int, mean_k: float, threads: int | N
 
     A task's expert GEMMs then get 128 rows or more (k̄/N of the block), run back to back while
     the expert's packed weights are still in cache; gathered rows, gate/up and outputs (at most 128
-    rows per GEMM) stay in a core's L2 cache. Measured at the SmolLM2 FFN shape (d=576, f=1536),
-    4096 tokens, packed weights, 2 cores, each call after a dense-FFN call, 25 rotated repeats:
-    2048-token blocks 1.00-1.05x as fast as 512-token ones over the nine N, k rows (median 1.02).
-    Without packed weights (earlier measurement) 512-1024 were best, 7-14 % ahead of 256.
-    With one block per thread the threads can finish apart (this VM, N=16, k=4, 2 threads: 4.5 ms
-    median, 12 ms 90th percentile, of ~31 ms calls). Smaller blocks (512, 1024 tokens: 0.95-1.02x
-    as fast) or big ones then small ones taken as threads free up (1536, 1536, then 2-4 of 256-512
-    tokens: 0.96-1.00x) did not gain (C harness, 61 paired calls each); the kernel balances the
-    threads instead by letting one that has finished take expert chunks from the back of
-    another's block (:meth:`MoEKernels.stolen_items`); with that, 1024- and 512-token blocks
-    measured 0.97-1.00x and 0.93-1.00x as fast as 2048 (N=16 k=4, 12; N=8 k=2; 41 paired calls).
+    rows per GEMM) stay in a core's L2 cache. With one block per thread the threads can finish
+    apart; rather than with smaller blocks, the kernel balances them by letting one that has
+    finished take expert chunks from the back of another's block
+    (:meth:`MoEKernels.stolen_items`).
     """
     threads = threads or torch.get_num_threads()
     block = max(2048, int(128 * num_experts / max(mean_k, 1e-6)))
