@@ -14,8 +14,8 @@ labkit with a 95 % bootstrap interval of that median.
 On a CPU labkit's block runs its fused C kernels (``labkit.moe.kernels``, compiled on first use);
 the ``labkit-pt`` column is the same block with them switched off (``use_kernels=False``), i.e. the
 pure-PyTorch fallback. The decode efficiency can exceed 1: the dense FFN's three matrix-vector
-products are separate calls whose per-call costs add up, and on some CPUs (AMD EPYC, measured) a
-BLAS gemv uses one core, while labkit's decode streams the chosen experts' rows on all cores.
+products are separate calls whose per-call costs add up, and on some CPUs a BLAS gemv uses one
+core, while labkit's decode streams the chosen experts' rows on all cores.
 
     python benchmarks/bench_moe.py             # the table (about two minutes on 2 CPU cores)
     python benchmarks/bench_moe.py --shape llama2-7b   # one 7B-sized FFN (~1.7 GB RAM, minutes)
@@ -26,19 +26,14 @@ BLAS gemv uses one core, while labkit's decode streams the chosen experts' rows 
 
 The memory allocator weighs on the prefill ratios. Each call frees its output (9.4 MB at 4096
 tokens) and the dense FFN also four 25 MB intermediates; when glibc hands such memory back to the
-kernel, the next call page-faults it in again, and in a VM that reports free pages to its host
-(Firecracker's balloon, measured here) giving it back took 6-8 ms per MoE call. The dense FFN pays
-that several times per call, so the default allocator flatters the MoE's ratio. ``--steady-malloc``
-sets glibc's trim and mmap thresholds (``mallopt``; the same as ``MALLOC_TRIM_THRESHOLD_=2147483647
-MALLOC_MMAP_THRESHOLD_=33554432``) so that freed memory is kept and reused by both.
+kernel, the next call page-faults it in again, which in a VM that reports free pages to its host
+is slow. The dense FFN pays that several times per call, so the default allocator flatters the
+MoE's ratio. ``--steady-malloc`` sets glibc's trim and mmap thresholds (``mallopt``; the same as
+``MALLOC_TRIM_THRESHOLD_=2147483647 MALLOC_MMAP_THRESHOLD_=33554432``) so that freed memory is kept
+and reused by both.
 
-Measured with ``--steady-malloc`` on 2-vCPU KVM guests. On a Xeon of model 207 (2 MB L2 per
-core; 61 rounds, 2026-12-01), labkit's prefill efficiency was 0.99-1.15 in all nine rows (lowest
-95 % interval 0.97-1.01) and decode 1.04-1.69. On an Ice Lake Xeon (1.25 MB L2 per core; 60 and
-61 rounds, in the weeks before), every row but one was above 0.9: N = 8, k = 2 sat at 0.89 in both
-runs (95 % intervals 0.88-0.91, 0.89-0.92). There a call has a fixed cost of about 1.5-2 ms out
-of 27 ms (Python, the routing pass, the threads' finish gap); the efficiency charges (1 - k/N) of
-it to the MoE, while the experts' own work ran at the dense FFN's rate per FLOP.
+Results measured with this script, and the measurements behind the kernels' design, are in
+``benchmarks/NOTES_moe.md``.
 """
 
 from __future__ import annotations
