@@ -201,6 +201,7 @@ def _subsample(xs: list[float], n: int = 100) -> list[float]:
 class _Timer:
     stages: dict = field(default_factory=dict)
     peak_rss: dict = field(default_factory=dict)  # MB, the process's peak so far at each stage's end
+    peak_gpu: dict = field(default_factory=dict)  # MB of CUDA memory allocated at most during each stage
 
     def run(self, name, fn, *a, **k):
         t = time.perf_counter()
@@ -209,6 +210,12 @@ class _Timer:
         return out
 
     def done(self, name: str, t0: float) -> None:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+            self.peak_gpu[name] = torch.cuda.max_memory_allocated() / 2**20
+            torch.cuda.reset_peak_memory_stats()
         self.stages[name] = time.perf_counter() - t0
         self.peak_rss[name] = peak_rss_mb()
 
@@ -220,8 +227,13 @@ def convert(
     keep_activations: bool = False,
     use_cache: bool = True,
     folder: str | Path | None = None,
+    dense: tuple | None = None,
 ):
     """Run (or load from cache) a conversion; returns ``(model, tokenizer, report)``.
+
+    ``dense``: an already loaded ``(model, tokenizer)`` to convert instead of loading ``config.model``
+    (``benchmarks/gpu_check.py`` converts a random LLaMA2-7B-shaped model so); needs ``folder``, since
+    the cache key names weights by ``config.model``. The model is converted in place.
 
     ``folder``: where the conversion keeps its activations, per-layer checkpoints, model and report
     (default :func:`conversion_dir`, the cache entry of the config). An empty folder gives a run
@@ -240,7 +252,9 @@ def convert(
     """
 
     cfg = config or ConversionConfig.from_profile()
-    cfg.validate(_peek_config(cfg.model))
+    cfg.validate(_peek_config(cfg.model) if dense is None else dense[0].config)
+    if dense is not None and folder is None:
+        raise MoEError("convert(dense=...) needs folder=: the cache key cannot name in-memory weights")
     folder = conversion_dir(cfg) if folder is None else Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -249,7 +263,7 @@ def convert(
 
         raise storage_error(err, folder, "create the conversion folder") from None
     with file_lock(folder / ".labkit.lock", what=f"the conversion in {folder}"):
-        return _convert_locked(cfg, folder, progress, keep_activations, use_cache)
+        return _convert_locked(cfg, folder, progress, keep_activations, use_cache, dense)
 
 
 def _peek_config(name: str):
@@ -288,7 +302,7 @@ def _cached(model_dir: Path, report_path: Path, device: str):
 
 
 def _convert_locked(
-    cfg: ConversionConfig, folder: Path, progress: bool, keep_activations: bool, use_cache: bool
+    cfg: ConversionConfig, folder: Path, progress: bool, keep_activations: bool, use_cache: bool, dense
 ):
     from ..models import load_causal_lm
     from . import capture, data, distill, evaluate, io, routing_search
@@ -302,7 +316,10 @@ def _convert_locked(
 
     timer = _Timer()
     t_start = time.perf_counter()
-    model, tok = timer.run("load", load_causal_lm, cfg.model, dtype=cfg.dtype, device=cfg.device)
+    if dense is None:
+        model, tok = timer.run("load", load_causal_lm, cfg.model, dtype=cfg.dtype, device=cfg.device)
+    else:
+        (model, tok), timer.stages["load"], timer.peak_rss["load"] = dense, 0.0, peak_rss_mb()
     cfg.validate(model.config)
     _own_memory(model)
     train = data.token_blocks(tok, "train", cfg.train_tokens, cfg.seq_len)
@@ -392,6 +409,7 @@ def _convert_locked(
         "stages_s": timer.stages,
         "peak_rss_mb": peak_rss_mb(),
         "peak_rss_mb_by_stage": timer.peak_rss,
+        "peak_gpu_mb_by_stage": timer.peak_gpu,
         "activation_disk_mb": (train_store.nbytes() + valid_store.nbytes()) / 2**20,
         "layers": [
             {
