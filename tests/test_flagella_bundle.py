@@ -86,3 +86,34 @@ def test_bad_bundle_inputs():
     with pytest.raises(FlagellaError, match="points_per_turn"):
         bundle_resistance_matrix(P, 1, points_per_turn=2)
     assert math.isfinite(bundle_resistance_matrix(P, 2, points_per_turn=8)[2, 2])
+
+
+def test_convergence_study_richardson_on_a_known_sequence(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
+    from labkit.flagella import convergence_study
+
+    c = convergence_study(P, 1, (8, 16, 32))
+    assert c.values.shape == (3, 3) and np.all(c.order >= 0.5) and np.all(c.order <= 4)
+    # the extrapolated limit lies beyond the finest value, on the side the sequence is heading
+    step = c.values[-1] - c.values[-2]
+    assert np.all(np.sign(c.limit - c.values[-1]) == np.sign(step))
+    assert np.all(np.abs(c.error(32)) < np.abs(c.error(8)))
+    # the formula on sequences with a known limit and order
+    from labkit.flagella.bundle import richardson
+
+    h = np.array([1.0, 0.5, 0.25])
+    p, lim = richardson(np.stack([2 + 0.3 * h**2, -1 + 0.7 * h], axis=1))
+    assert p == pytest.approx([2.0, 1.0]) and lim == pytest.approx([2.0, -1.0])
+    with pytest.raises(FlagellaError, match="resolutions"):
+        convergence_study(P, 1, (8, 16))
+    with pytest.raises(FlagellaError, match="resolutions"):
+        convergence_study(P, 1, (8, 16, 24))
+    with pytest.raises(FlagellaError, match="points_per_turn"):
+        c.error(12)
+
+
+def test_bundle_that_does_not_fit_its_filaments():
+    with pytest.raises(FlagellaError, match="too thick"):
+        bundle_helices(P, 19, spacing=0.1e-6)
+    with pytest.raises(FlagellaError, match="n_flagella"):
+        bundle_helices(P, 0)

@@ -37,12 +37,14 @@ Units: SI everywhere (m, s, N, Pa·s, rad/s); :func:`hz` and :func:`rad_per_s` c
 from .body import cylinder_drag, spheroid_drag, spheroid_resistance_functions
 from .bundle import (
     BUNDLE_MODELS,
+    ConvergenceStudy,
     IndependentBundle,
     StokesletBundle,
     ThickHelixBundle,
     bundle_helices,
     bundle_model,
     bundle_resistance_matrix,
+    convergence_study,
     stokeslet_bundle,
 )
 from .data import StrainData, load_darnton2007, load_lisevich2024
@@ -90,6 +92,7 @@ from .validation import SphereSweep, sphere_convergence, sphere_sizes, spheroid_
 
 __all__ = [
     "BUNDLE_MODELS",
+    "ConvergenceStudy",
     "DARNTON_2007",
     "DEFAULT_BUNDLE",
     "LITERATURE_MOTOR",
@@ -118,6 +121,7 @@ __all__ = [
     "bundle_resistance_matrix",
     "calibrate_pmf",
     "calibrated_motor",
+    "convergence_study",
     "cylinder_drag",
     "drag_coefficients",
     "ecoli",

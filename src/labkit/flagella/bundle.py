@@ -35,12 +35,15 @@ from .stokeslets import SQRT_E, filament_resistance_matrix
 __all__ = [
     "ARRANGEMENTS",
     "BUNDLE_MODELS",
+    "ConvergenceStudy",
     "IndependentBundle",
     "StokesletBundle",
     "ThickHelixBundle",
     "bundle_helices",
     "bundle_model",
     "bundle_resistance_matrix",
+    "convergence_study",
+    "richardson",
     "stokeslet_bundle",
 ]
 
@@ -300,3 +303,78 @@ def bundle_model(params: SwimmerParams, bundle="thick", **kwargs):
     if bundle == "stokeslet":
         return stokeslet_bundle(params, **kwargs)
     raise FlagellaError(f"bundle must be one of {BUNDLE_MODELS} or a model object, got {bundle!r}")
+
+
+@dataclass(frozen=True)
+class ConvergenceStudy:
+    """Bundle ``(A, B, D)`` at successively doubled resolutions, with a Richardson estimate of the limit.
+
+    Attributes
+    ----------
+    n:
+        Number of filaments.
+    resolutions:
+        Segments per helical turn, each twice the previous.
+    values:
+        ``(len(resolutions), 3)`` array of ``A`` (N·s/m), ``B`` (N·s), ``D`` (N·s·m).
+    order:
+        Observed order of convergence of each of ``A, B, D`` from the three finest resolutions,
+        ``p = log2(|f_{h/2} − f_h| / |f_{h/4} − f_{h/2}|)``, clipped to ``[0.5, 4]``.
+    limit:
+        Richardson extrapolation ``f_{h/4} + (f_{h/4} − f_{h/2}) / (2^p − 1)`` of each entry.
+    """
+
+    n: int
+    resolutions: tuple[int, ...]
+    values: np.ndarray
+    order: np.ndarray
+    limit: np.ndarray
+
+    def error(self, points_per_turn: int) -> np.ndarray:
+        """Estimated relative error ``f/limit − 1`` of ``A, B, D`` at a resolution of the study."""
+        if points_per_turn not in self.resolutions:
+            raise FlagellaError(f"points_per_turn={points_per_turn} is not one of {self.resolutions}")
+        return self.values[self.resolutions.index(points_per_turn)] / self.limit - 1.0
+
+
+def convergence_study(
+    params: SwimmerParams, n: int, resolutions: Iterable[int], *, cache: bool = True, **kwargs
+) -> ConvergenceStudy:
+    """Stokeslet bundle of ``n`` filaments at each resolution (segments per turn, doubling, ≥ 3 of them).
+
+    The matrices come from :func:`stokeslet_bundle` (disk-cached); ``kwargs`` go to it (``arrangement``,
+    ``eps_factor``, ``spacing``).
+
+    Raises
+    ------
+    FlagellaError
+        Fewer than three resolutions, or resolutions that do not double.
+    """
+    res = tuple(int(r) for r in resolutions)
+    if len(res) < 3 or any(b != 2 * a for a, b in zip(res, res[1:], strict=False)):
+        raise FlagellaError(f"resolutions must be at least 3 values, each twice the previous; got {res}")
+    vals = []
+    for r in res:
+        M = stokeslet_bundle(params, [int(n)], points_per_turn=r, cache=cache, **kwargs).matrices[int(n)]
+        vals.append([M[2, 2], M[2, 5], M[5, 5]])
+    v = np.array(vals)
+    p, limit = richardson(v)
+    return ConvergenceStudy(int(n), res, v, p, limit)
+
+
+def richardson(values) -> tuple[np.ndarray, np.ndarray]:
+    """Observed order and Richardson limit from values at step sizes ``h, h/2, h/4, …`` (rows).
+
+    Uses the last three rows: ``p = log2(|f₂ − f₁| / |f₃ − f₂|)`` clipped to ``[0.5, 4]`` and
+    ``f₃ + (f₃ − f₂)/(2^p − 1)``. Columns are extrapolated independently.
+    """
+    v = np.asarray(values, dtype=float)
+    if v.ndim == 1:
+        v = v[:, None]
+    if len(v) < 3:
+        raise FlagellaError(f"richardson needs at least 3 resolutions, got {len(v)}")
+    d1, d2 = v[-2] - v[-3], v[-1] - v[-2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.log2(np.abs(d1) / np.abs(d2))
+    p = np.clip(np.nan_to_num(p, nan=1.0, posinf=4.0, neginf=0.5), 0.5, 4.0)
+    return p, v[-1] + d2 / (2.0**p - 1.0)
