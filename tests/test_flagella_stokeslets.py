@@ -132,3 +132,36 @@ def test_validation_sweeps_and_cache(tmp_path, monkeypatch):
     assert abs(ax - 1) < 2e-3 and abs(tr - 1) < 2e-3
     with pytest.raises(FlagellaError, match="aspect"):
         spheroid_centerline(0.5)
+
+
+def test_cg_solve_matches_cholesky_and_is_chosen_for_large_systems(monkeypatch):
+    import labkit.flagella.stokeslets as st
+
+    pts = st.fibonacci_sphere(300)
+    eps = 0.35 * np.sqrt(4 * np.pi / 300)
+    M = st.mobility_matrix(pts, eps, 1.0)
+    K = st.rigid_motion_basis(pts)
+    ref = np.linalg.solve(M, K)  # LAPACK LU as the oracle
+    f_cg, info = st.solve_mobility(M.copy(), K, method="cg", rtol=1e-11)
+    f_ch, info_ch = st.solve_mobility(M.copy(), K, method="cholesky")
+    assert info.method == "cg" and 0 < info.iterations < 200 and info.residual < 1e-10
+    assert info_ch.method == "cholesky"
+    assert np.allclose(f_cg, ref, rtol=1e-7, atol=1e-9 * np.abs(ref).max())
+    assert np.allclose(f_ch, ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max())
+    monkeypatch.setattr(st, "DIRECT_MAX_UNKNOWNS", 100)
+    R_auto = st.resistance_matrix(pts, eps, 1.0)  # 900 unknowns > 100: CG
+    monkeypatch.setattr(st, "DIRECT_MAX_UNKNOWNS", 10_000)
+    R_direct = st.resistance_matrix(pts, eps, 1.0)
+    assert np.allclose(R_auto, R_direct, rtol=1e-6)
+
+
+def test_solve_mobility_bad_input():
+    from labkit.flagella.stokeslets import fibonacci_sphere, mobility_matrix, solve_mobility
+
+    M = mobility_matrix(fibonacci_sphere(50), 0.1, 1.0)
+    with pytest.raises(FlagellaError, match="method"):
+        solve_mobility(M, np.ones(150), method="lu")
+    with pytest.raises(FlagellaError, match="did not converge"):
+        solve_mobility(M, np.ones(150), method="cg", rtol=1e-14, maxiter=2)
+    with pytest.raises(FlagellaError, match="positive definite"):
+        solve_mobility(-np.eye(6), np.ones(6), method="cholesky")

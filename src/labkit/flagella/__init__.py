@@ -77,6 +77,7 @@ from .stokeslets import (
     mobility_matrix,
     oseen_tensor,
     resistance_matrix,
+    solve_mobility,
     stokeslet_tensor,
 )
 from .swim import (
@@ -145,6 +146,7 @@ __all__ = [
     "sphere_sizes",
     "spheroid_centerline",
     "spheroid_drag",
+    "solve_mobility",
     "spheroid_resistance_functions",
     "stokeslet_bundle",
     "stokeslet_tensor",
