@@ -319,7 +319,7 @@ def test_flipped_bit_in_a_layer_checkpoint_is_caught_and_retrained(tmp_path, mon
     monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "c"))
     ref, _, _ = pipeline.convert(TINY, progress=False, folder=tmp_path / "ref")
     run = tmp_path / "run"
-    pipeline.convert(TINY, progress=False, folder=run)
+    pipeline.convert(TINY, progress=False, folder=run, keep_checkpoints=True)
     ck = run / "checkpoints"
     w = ck / "layer_001.safetensors"
     raw = bytearray(w.read_bytes())
@@ -338,7 +338,7 @@ def test_flipped_bit_in_a_layer_checkpoint_is_caught_and_retrained(tmp_path, mon
 
 def test_damaged_cached_conversion_is_rebuilt_from_its_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
-    ref, _, _ = pipeline.convert(TINY, progress=False)
+    ref, _, _ = pipeline.convert(TINY, progress=False, keep_checkpoints=True)
     weights = pipeline.conversion_dir(TINY) / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:5000])
     with pytest.warns(storage.CacheRepairWarning, match="damaged"):

@@ -130,6 +130,7 @@ def test_convert_caches_by_config_and_reports(tmp_path, monkeypatch):
     assert peaks == sorted(peaks) and peaks[-1] <= report["peak_rss_mb"]  # a running maximum
     folder = pipeline.conversion_dir(TINY)
     assert (folder / "report.json").is_file() and not (folder / "acts").exists()
+    assert not (folder / "checkpoints").exists()  # removed once the model is saved
     again, _, rep2 = pipeline.load_or_convert(TINY, progress=False)
     assert rep2["from_cache"] and rep2["key"] == report["key"]
     ids = torch.randint(0, 256, (1, 9))
@@ -144,7 +145,7 @@ def test_convert_into_a_folder_runs_from_scratch_then_resumes(tmp_path, monkeypa
     a rerun with ``use_cache=False`` resumes every layer from its checkpoint (same weights)."""
     monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    model, _, report = pipeline.convert(TINY, progress=False, folder=out)
+    model, _, report = pipeline.convert(TINY, progress=False, folder=out, keep_checkpoints=True)
     assert report["resumed_layers"] == [] and (out / "report.json").is_file()
     assert (out / "checkpoints").is_dir()
     assert not pipeline.conversion_dir(TINY).exists()

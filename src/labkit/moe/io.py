@@ -118,26 +118,29 @@ def load_moe(
     if meta.get("format") not in _READABLE:
         raise CheckpointMismatchError(f"{meta_path}: format {meta.get('format')!r} is not one of {_READABLE}")
     config = AutoConfig.from_pretrained(str(folder))
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    stored = _stored_dtype(folder / "model.safetensors")
+    # built on the meta device, then materialised and filled where it will run: no CPU copy of a
+    # model that is loaded to a GPU (a 7B model would otherwise need ~27 GB of host memory)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
-    model = model.to_empty(device="cpu")
-    layers = decoder_layers(model)
-    if len(layers) != len(meta["layers"]):
-        raise CheckpointMismatchError(
-            f"{folder}: config has {len(layers)} layers, labkit_moe.json {len(meta['layers'])}"
-        )
-    for layer, lm in zip(layers, meta["layers"], strict=True):
-        act = layer.mlp.act_fn
-        layer.mlp = MoEBlock(
-            config.hidden_size, lm["expert_sizes"], act, dtype=layer.mlp.gate_proj.weight.dtype
-        )
-        layer.mlp.policy = parse_policy(lm["policy"])
-        layer.mlp.set_weighting(lm.get("weighting", "unit"))
+        model = AutoModelForCausalLM.from_config(config, dtype=stored)
+        layers = decoder_layers(model)
+        if len(layers) != len(meta["layers"]):
+            raise CheckpointMismatchError(
+                f"{folder}: config has {len(layers)} layers, labkit_moe.json {len(meta['layers'])}"
+            )
+        for layer, lm in zip(layers, meta["layers"], strict=True):
+            layer.mlp = MoEBlock(config.hidden_size, lm["expert_sizes"], layer.mlp.act_fn, dtype=stored)
+            layer.mlp.policy = parse_policy(lm["policy"])
+            layer.mlp.set_weighting(lm.get("weighting", "unit"))
+    model = model.to_empty(device=target)
     try:
         if meta["format"] == FORMAT:
-            missing, unexpected = load_model(model, str(folder / "model.safetensors"), strict=False)
+            missing, unexpected = load_model(
+                model, str(folder / "model.safetensors"), strict=False, device=str(target)
+            )
         else:  # labkit-moe/1: expert gate/up weights stored [N, 2m, d]
-            state = load_file(str(folder / "model.safetensors"))
+            state = load_file(str(folder / "model.safetensors"), device=str(target))
             for key in [k for k in state if k.endswith(".mlp.w1")]:
                 state[key] = state[key].transpose(1, 2).contiguous()
             missing, unexpected = model.load_state_dict(state, strict=False)
@@ -155,16 +158,30 @@ def load_moe(
     if getattr(config, "tie_word_embeddings", False):
         model.tie_weights()
     # meta-device init left non-persistent buffers (RoPE inv_freq) empty: rebuild them
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=config).to(target)
     if dtype is not None:
         model.to(dtype)
-    if device is not None:
-        model.to(device)
     model.eval()
     tokenizer = None
     if (folder / "tokenizer_config.json").is_file():
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     return model, tokenizer
+
+
+def _stored_dtype(path: Path) -> torch.dtype:
+    """The floating dtype of the weights in a safetensors file (read from its header)."""
+    from safetensors import safe_open
+
+    names = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "F64": torch.float64}
+    try:
+        with safe_open(str(path), "pt") as fh:
+            for key in fh.keys():
+                dt = fh.get_slice(key).get_dtype()
+                if dt in names:
+                    return names[dt]
+    except Exception as err:  # safetensors' SafetensorError on a damaged header
+        raise CheckpointMismatchError(f"{path} is damaged ({err}); save the model again") from err
+    return torch.float32
 
 
 def export_mixtral(model: torch.nn.Module, folder: str | os.PathLike, tokenizer=None) -> Path:

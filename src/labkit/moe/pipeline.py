@@ -228,12 +228,17 @@ def convert(
     use_cache: bool = True,
     folder: str | Path | None = None,
     dense: tuple | None = None,
+    keep_checkpoints: bool = False,
 ):
     """Run (or load from cache) a conversion; returns ``(model, tokenizer, report)``.
 
     ``dense``: an already loaded ``(model, tokenizer)`` to convert instead of loading ``config.model``
     (``benchmarks/gpu_check.py`` converts a random LLaMA2-7B-shaped model so); needs ``folder``, since
     the cache key names weights by ``config.model``. The model is converted in place.
+
+    ``keep_checkpoints``: keep the per-layer distillation checkpoints after the converted model is
+    saved (by default they are removed then: a LLaMA2-7B conversion's take ~9 GB; a kept set lets a
+    damaged cached model be rebuilt without retraining).
 
     ``folder``: where the conversion keeps its activations, per-layer checkpoints, model and report
     (default :func:`conversion_dir`, the cache entry of the config). An empty folder gives a run
@@ -263,7 +268,7 @@ def convert(
 
         raise storage_error(err, folder, "create the conversion folder") from None
     with file_lock(folder / ".labkit.lock", what=f"the conversion in {folder}"):
-        return _convert_locked(cfg, folder, progress, keep_activations, use_cache, dense)
+        return _convert_locked(cfg, folder, progress, keep_activations, use_cache, dense, keep_checkpoints)
 
 
 def _peek_config(name: str):
@@ -302,7 +307,13 @@ def _cached(model_dir: Path, report_path: Path, device: str):
 
 
 def _convert_locked(
-    cfg: ConversionConfig, folder: Path, progress: bool, keep_activations: bool, use_cache: bool, dense
+    cfg: ConversionConfig,
+    folder: Path,
+    progress: bool,
+    keep_activations: bool,
+    use_cache: bool,
+    dense,
+    keep_checkpoints: bool,
 ):
     from ..models import load_causal_lm
     from . import capture, data, distill, evaluate, io, routing_search
@@ -433,6 +444,8 @@ def _convert_locked(
     atomic_write_text(report_path, json.dumps(report, indent=1))
     if not keep_activations:
         shutil.rmtree(folder / "acts", ignore_errors=True)  # this run's own capture, under its lock
+    if not keep_checkpoints:
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # this run's own, now in model/
     return model, tok, report
 
 
