@@ -163,7 +163,7 @@ def throughput(
 def sync_and_determinism(model, device: str) -> dict:
     """A decode step with host syncs made errors (CUDA); two distillations of one layer compared."""
     from labkit import moe
-    from labkit.moe.distill import DistillConfig, _train_layer
+    from labkit.moe.distill import DistillConfig, reruns_bit_identical
 
     blocks = moe.moe_blocks(model)
     out: dict = {}
@@ -182,18 +182,8 @@ def sync_and_determinism(model, device: str) -> dict:
             torch.cuda.set_sync_debug_mode(0)
     else:
         out["decode_host_sync"] = "not checked (CPU)"
-    import copy
-
     xs = torch.randn(512, block.hidden_size, device=device, generator=torch.Generator(device).manual_seed(1))
-    with torch.no_grad():
-        ys = copy.deepcopy(block).float()(xs, policy=moe.AllExperts())
-    states = []
-    for _ in range(2):
-        b = copy.deepcopy(block).float()
-        _train_layer(b, xs, ys, DistillConfig(batch_tokens=128, lr=1e-4), 0, False)
-        states.append(b.w1.detach().clone())
-    out["distill_bit_identical"] = bool(torch.equal(states[0], states[1]))
-    out["distill_max_abs_diff"] = float((states[0] - states[1]).abs().max())
+    out["distill_bit_identical"] = reruns_bit_identical(block, xs, DistillConfig(batch_tokens=128, lr=1e-4))
     return out
 
 

@@ -11,6 +11,10 @@ Profiles
 ``gpu``
     A CUDA workstation: LLaMA2-7B for Part I, full public benchmarks for Part II, higher
     resolutions for Part III.
+``gpu-tiny``
+    The gpu profile's Part I code path on a CPU, for CI: a random, seeded LLaMA2-7B-shaped model
+    (d = 4096, f = 11008, 2 layers) in bfloat16 with tiny budgets, so that a chapter claim that
+    holds only for SmolLM2 fails in ``make test``. Parts II and III run their smoke sizes.
 
 Chapters call :func:`get_profile` and read the section for their part (``profile.moe``,
 ``profile.evals``, ``profile.flagella``); they never hard-code a size.
@@ -198,6 +202,30 @@ PROFILES: dict[str, Profile] = {
         name="cpu",
         description="the default book build: real budgets on a laptop CPU",
     ),
+    "gpu-tiny": Profile(
+        name="gpu-tiny",
+        description=(
+            "the gpu profile's Part I code path on a CPU, for CI: a random LLaMA2-7B-shaped model "
+            "(d=4096, f=11008, 2 layers) in bfloat16 with tiny budgets"
+        ),
+        dtype="bfloat16",
+        moe=MoESizes(
+            model="llama2-7b-shape",
+            train_tokens=1_024,
+            heldout_tokens=512,
+            valid_tokens=256,
+            seq_len=128,
+            batch_tokens=512,
+            lr=1e-4,
+            front_evals=2,
+            eval_items=8,
+            latency_tokens=32,
+        ),
+        evals=EvalSizes(max_items=30, bootstrap=500, shots=0),
+        flagella=FlagellaSizes(
+            population_cells=100_000, stokeslet_points=800, bundle_points_per_turn=16, max_flagella=8
+        ),
+    ),
     "gpu": Profile(
         name="gpu",
         description="CUDA workstation: LLaMA2-7B and full public benchmarks",
@@ -210,6 +238,7 @@ PROFILES: dict[str, Profile] = {
             valid_tokens=8_192,
             seq_len=2048,
             batch_tokens=4096,
+            lr=1e-4,  # 1e-3 diverges at d = 4096 (a random 7B layer's error went 0.33 -> 2.6)
             latency_tokens=2048,
         ),
         evals=EvalSizes(
@@ -218,9 +247,20 @@ PROFILES: dict[str, Profile] = {
             use_datasets=True,
             shots=5,
             public_tasks=(
-                "kmmlu:Korean-History", "kmmlu:Accounting", "kmmlu:Math", "haerae:general_knowledge",
-                "haerae:history", "haerae:loan_word", "haerae:rare_word", "haerae:standard_nomenclature",
-                "click", "kobest_boolq", "kobest_copa", "kobest_hellaswag", "kobest_sentineg", "kobest_wic",
+                "kmmlu:Korean-History",
+                "kmmlu:Accounting",
+                "kmmlu:Math",
+                "haerae:general_knowledge",
+                "haerae:history",
+                "haerae:loan_word",
+                "haerae:rare_word",
+                "haerae:standard_nomenclature",
+                "click",
+                "kobest_boolq",
+                "kobest_copa",
+                "kobest_hellaswag",
+                "kobest_sentineg",
+                "kobest_wic",
             ),
             public_max_items=1000,
             tokenizers=("smollm2-135m",),
@@ -239,16 +279,14 @@ def profile_name(value: str | None = None) -> str:
     Raises
     ------
     ProfileError
-        If the value is not one of ``smoke``, ``cpu``, ``gpu``.
+        If the value is not one of ``smoke``, ``cpu``, ``gpu``, ``gpu-tiny``.
     """
     raw = os.environ.get(PROFILE_ENV, DEFAULT_PROFILE) if value is None else value
     name = raw.strip().lower()
     if not name:
         name = DEFAULT_PROFILE
     if name not in PROFILES:
-        raise ProfileError(
-            f"{PROFILE_ENV}={raw!r} is not a known profile; choose one of {sorted(PROFILES)}"
-        )
+        raise ProfileError(f"{PROFILE_ENV}={raw!r} is not a known profile; choose one of {sorted(PROFILES)}")
     return name
 
 

@@ -10,9 +10,10 @@ Names
     plain ``LlamaForCausalLM`` safetensors checkpoint plus tokenizer under
     ``$LABKIT_CACHE/models/smollm2-135m`` (written to a temporary folder, then renamed); later
     loads take seconds.
-``"tiny-llama"``, ``"tiny-llama-odd"``, ``"tiny-llama-deep"``
-    Random, seeded, tiny ``LlamaConfig`` models built in-process, with a byte-level tokenizer
-    (every UTF-8 byte is a token, so Korean text round-trips). For unit tests.
+``"tiny-llama"``, ``"tiny-llama-odd"``, ``"tiny-llama-deep"``, ``"llama2-7b-shape"``
+    Random, seeded ``LlamaConfig`` models built in-process, with a byte-level tokenizer
+    (every UTF-8 byte is a token, so Korean text round-trips). For unit tests; the last has
+    LLaMA2-7B's layer shape with 2 layers (~0.4 B parameters) for the ``gpu-tiny`` profile.
 a folder written by :func:`labkit.moe.save_moe`
     Recognised by its ``labkit_moe.json`` and loaded as the MoE it is (never as a dense model with
     random MLPs).
@@ -90,6 +91,15 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
         num_hidden_layers=3,
         num_attention_heads=4,
         num_key_value_heads=4,
+    ),
+    # LLaMA2-7B's layer shape (d = 4096, f = 11008, 32 heads) with 2 layers and the byte vocabulary:
+    # the gpu code path on a CPU (profile gpu-tiny)
+    "llama2-7b-shape": dict(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=2,
+        num_attention_heads=32,
+        num_key_value_heads=32,
     ),
     "tiny-llama-deep": dict(
         hidden_size=64,

@@ -44,9 +44,9 @@ from .block import WEIGHT_LAYOUT, MoEBlock
 from .capture import ActivationStore
 from .construct import moe_blocks
 from .errors import CheckpointMismatchError, MoEError
-from .policies import TopK
+from .policies import AllExperts, TopK
 
-__all__ = ["DistillConfig", "LayerResult", "distill_layers", "fit_router"]
+__all__ = ["DistillConfig", "LayerResult", "distill_layers", "fit_router", "reruns_bit_identical"]
 
 
 @dataclass(frozen=True)
@@ -306,3 +306,26 @@ def distill_layers(
         if on_layer_done is not None:
             on_layer_done(i)
     return results
+
+
+def reruns_bit_identical(block: MoEBlock, x: torch.Tensor, config: DistillConfig | None = None) -> bool:
+    """Whether two stage-1 trainings of copies of ``block`` on inputs ``x`` ``[T, d]`` end with the same bits.
+
+    The determinism statement of chapter 5: on a CPU they do (same seed, same thread count); on CUDA
+    ``index_add_`` and some cuBLAS algorithms accumulate in an order that can change between runs,
+    unless ``torch.use_deterministic_algorithms(True)`` is set. ``block`` itself is not changed.
+    """
+    import copy
+
+    cfg = config or DistillConfig(batch_tokens=max(1, x.shape[0] // 4))
+    with torch.no_grad():
+        ref = copy.deepcopy(block).float()
+        y = ref(x.float(), policy=AllExperts())  # all experts = the dense FFN
+    weights = []
+    for _ in range(2):
+        b = copy.deepcopy(block).float()
+        _train_layer(b, x.float(), y, cfg, 0, False)
+        weights.append(
+            torch.cat([b.w1.detach().flatten(), b.w2.detach().flatten(), b.router.weight.flatten()])
+        )
+    return bool(torch.equal(weights[0], weights[1]))
