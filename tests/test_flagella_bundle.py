@@ -117,3 +117,19 @@ def test_bundle_that_does_not_fit_its_filaments():
         bundle_helices(P, 19, spacing=0.1e-6)
     with pytest.raises(FlagellaError, match="n_flagella"):
         bundle_helices(P, 0)
+
+
+def test_growing_bundle_uses_the_length_of_each_n():
+    from labkit.flagella import GrowingBundle, lisevich_bundle_length
+
+    assert lisevich_bundle_length(1) == pytest.approx(5.3983e-6)
+    assert lisevich_bundle_length(10) == pytest.approx((5.3983 + 3.6564) * 1e-6)
+    g = GrowingBundle(P)
+    A, B, D = g.propulsion(np.array([1, 4, 4, 8]))
+    for i, n in enumerate([1, 4, 4, 8]):
+        ref = ThickHelixBundle(P.replace(contour_length=float(lisevich_bundle_length(n)))).propulsion(n)
+        assert (A[i], B[i], D[i]) == pytest.approx(tuple(float(x) for x in ref), rel=1e-12)
+    r = swim(P, n_flagella=np.array([2, 6]), bundle=g)
+    assert np.all(np.abs(r.residuals()["force"]) < 1e-12)
+    with pytest.raises(FlagellaError, match="n_flagella"):
+        g.propulsion(0)

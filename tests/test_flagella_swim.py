@@ -157,6 +157,16 @@ def test_bad_inputs():
         ecoli(filament_radius=0.25e-6)
     with pytest.raises(FlagellaError, match="body_width"):
         ecoli(body_width=3e-6)
+    with pytest.raises(FlagellaError, match="pitch"):
+        ecoli(pitch=float("nan"))
+    with pytest.raises(FlagellaError, match="contour_length"):
+        ecoli(contour_length=0.0)
+    with pytest.raises(FlagellaError, match="helix_radius"):
+        ecoli(helix_radius=-0.2e-6)
+    with pytest.raises(FlagellaError, match="knee_rate"):
+        MotorCurve(1e-18, float("nan"), 2000.0)
+    with pytest.raises(FlagellaError, match="stall_torque"):
+        MotorCurve(0.0, 1000.0, 2000.0)
     with pytest.raises(FlagellaError, match="motor_scale"):
         swim(ecoli(), motor_scale=0.0)
     with pytest.raises(FlagellaError, match="motor_scale"):

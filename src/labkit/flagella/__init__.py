@@ -38,6 +38,7 @@ from .body import cylinder_drag, spheroid_drag, spheroid_resistance_functions
 from .bundle import (
     BUNDLE_MODELS,
     ConvergenceStudy,
+    GrowingBundle,
     IndependentBundle,
     StokesletBundle,
     ThickHelixBundle,
@@ -45,6 +46,7 @@ from .bundle import (
     bundle_model,
     bundle_resistance_matrix,
     convergence_study,
+    lisevich_bundle_length,
     stokeslet_bundle,
 )
 from .data import StrainData, load_darnton2007, load_lisevich2024
@@ -101,6 +103,7 @@ __all__ = [
     "SQRT_E",
     "ConstantSpeedMotor",
     "FlagellaError",
+    "GrowingBundle",
     "Helix",
     "IndependentBundle",
     "Measurement",
@@ -132,6 +135,7 @@ __all__ = [
     "flagella_number",
     "hz",
     "length_change",
+    "lisevich_bundle_length",
     "load_darnton2007",
     "load_lisevich2024",
     "mobility_matrix",

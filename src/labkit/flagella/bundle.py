@@ -36,6 +36,7 @@ __all__ = [
     "ARRANGEMENTS",
     "BUNDLE_MODELS",
     "ConvergenceStudy",
+    "GrowingBundle",
     "IndependentBundle",
     "StokesletBundle",
     "ThickHelixBundle",
@@ -43,6 +44,7 @@ __all__ = [
     "bundle_model",
     "bundle_resistance_matrix",
     "convergence_study",
+    "lisevich_bundle_length",
     "richardson",
     "stokeslet_bundle",
 ]
@@ -378,3 +380,39 @@ def richardson(values) -> tuple[np.ndarray, np.ndarray]:
         p = np.log2(np.abs(d1) / np.abs(d2))
     p = np.clip(np.nan_to_num(p, nan=1.0, posinf=4.0, neginf=0.5), 0.5, 4.0)
     return p, v[-1] + d2 / (2.0**p - 1.0)
+
+
+def lisevich_bundle_length(n) -> np.ndarray:
+    """Flagellar (bundle) contour length in m growing with N: ``(5.3983 + 3.6564 log10 N)`` µm.
+
+    The fit used by Lisevich et al.'s model code (``FlagelarNumberModel_Revision_Final.m`` in
+    ``croelmiyn/RFTMultiflagella``, ``dataset.Lf``) [V code]; that it fits their measured bundle
+    lengths is their statement, not checked here.
+    """
+    k = _counts(n)
+    return (5.3983 + 3.6564 * np.log10(k)) * 1e-6
+
+
+@dataclass(frozen=True)
+class GrowingBundle:
+    """A bundle whose filaments' contour length depends on N.
+
+    ``length(n)`` gives the contour length (m) for ``n`` filaments; ``factory(params, n)`` builds the
+    model of the bundle with that geometry (e.g. ``lambda q, n: ThickHelixBundle(q)`` or a cached
+    :func:`stokeslet_bundle` of ``[n]``), called once per distinct N.
+    """
+
+    params: SwimmerParams
+    length: object = lisevich_bundle_length
+    factory: object = None
+    name: str = "growing"
+
+    def propulsion(self, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(A, B, D)`` for bundles of ``n`` flagella, each N with its own contour length."""
+        k = _counts(n)
+        factory = self.factory or (lambda q, m: ThickHelixBundle(q))
+        out = np.zeros((3,) + k.shape)
+        for m in np.unique(k):
+            q = self.params.replace(contour_length=float(np.asarray(self.length(int(m)))))
+            out[:, k == m] = np.array(factory(q, int(m)).propulsion(int(m)))[:, None]
+        return out[0], out[1], out[2]

@@ -54,7 +54,8 @@ class Variant:
     """One row of a sensitivity sweep.
 
     ``changes`` are :class:`~labkit.flagella.params.SwimmerParams` fields to replace; ``law`` replaces
-    the N(L) law; ``motor`` maps the (changed) parameters to a motor to use instead of ``params.motor``.
+    the N(L) law; ``motor`` maps the (changed) parameters to a motor to use instead of ``params.motor``;
+    ``bundle`` maps the (changed) parameters to a bundle model replacing the sweep's.
     ``geometry`` is True when the change alters the flagellum (a tabulated bundle must be recomputed).
     """
 
@@ -62,6 +63,7 @@ class Variant:
     changes: dict = field(default_factory=dict)
     law: Callable[[np.ndarray], np.ndarray] | None = None
     motor: Callable[[SwimmerParams], MotorCurve | ConstantSpeedMotor] | None = None
+    bundle: Callable[[SwimmerParams], object] | None = None
 
     @property
     def geometry(self) -> bool:
@@ -119,7 +121,7 @@ def sensitivity_sweep(
         p = params.replace(**v.changes) if v.changes else params
         lw = base_law if v.law is None else v.law
         n_max = int(np.max(lw(L)))
-        m = model_for(p, n_max, v.geometry)
+        m = model_for(p, n_max, v.geometry) if v.bundle is None else v.bundle(p)
         mot = None if v.motor is None else v.motor(p)
         multi, _ = length_change(p, L, law=lw, bundle=m, motor=mot)
         uni, _ = length_change(p, L, bundle=m, motor=mot)
