@@ -294,8 +294,12 @@ static float *lk_scratch(int64_t numel) {
         }
     }
     if (numel > s->cap) {
-        float *p = (float *)realloc(s->buf, (size_t)numel * sizeof(float));
-        if (p == NULL) return NULL;
+        /* 64-byte aligned: MKL's GEMM rounds differently at different buffer alignments, and every
+         * thread's scratch must give the same bits for results not to depend on the thread count */
+        void *pv = NULL;
+        if (posix_memalign(&pv, 64, (size_t)numel * sizeof(float)) != 0) return NULL;
+        free(s->buf);
+        float *p = (float *)pv;
         s->buf = p;
         s->cap = numel;
     }
@@ -638,13 +642,18 @@ static void lk_item(const float *x, int64_t d, const float *w1, const float *w2,
 #pragma omp simd
         for (int64_t q = 0; q < m; ++q) hr[q] = lk_silu(hr[q]) * hr[m + q] * sc;
     }
-    /* out[c, d] = g[c, m] (row stride 2m) @ w2[e][m, d]: o, then added into y; or buf */
-    float *out = buf ? buf : o;
+    /* out[c, d] = g[c, m] (row stride 2m) @ w2[e][m, d] into this thread's aligned o, then added
+     * into y, or copied to buf (a stolen item's rows in the owner's buffer): a GEMM straight into buf
+     * would run at buf's alignment and round differently from the owner's own items */
+    float *out = o;
     if (pk)
         lk_compute(LK_ROW_MAJOR, LK_NO_TRANS, LK_PACKED, M, Nd, Km, h, N2, pk->p2[e], Nd, 0.0f, out, Nd);
     else
         lk_sgemm("N", "N", &Nd, &M, &Km, &one, w2 + e * m * d, &Nd, h, &N2, &zero, out, &Nd);
-    if (buf) return;
+    if (buf) {
+        memcpy(buf, o, (size_t)c * (size_t)d * sizeof(float));
+        return;
+    }
     for (int r = 0; r < c; ++r) {
         const int32_t t = tok[r] < 0 ? ~tok[r] : tok[r];
         const int32_t tn = r + 1 < c ? (tok[r + 1] < 0 ? ~tok[r + 1] : tok[r + 1]) : -1;
