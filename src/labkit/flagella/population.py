@@ -112,7 +112,9 @@ def population_experiment(
     Parameters
     ----------
     motor_variability:
-        Log-normal s.d. of a per-cell motor-torque factor (cell-to-cell variability).
+        Log-normal s.d. of a per-cell proton-motive-force factor (cell-to-cell variability): the cell's
+        whole motor curve is scaled, so its speed scales by the same factor (see ``swim``'s
+        ``motor_scale``).
     tracking_noise:
         S.d. (m/s) of additive Gaussian noise on each measured speed.
     uniflagellar:
