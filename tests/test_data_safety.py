@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_moe_io import TINY  # the tiny conversion config of the pipeline tests
 
 from labkit import models, storage
 from labkit.cli import main as cli_main
@@ -32,16 +33,6 @@ from labkit.moe import io, pipeline
 from labkit.moe.errors import MoEError
 
 KOEN = Path(__file__).parent / "fixtures" / "evals" / "koen_items.jsonl"
-TINY = pipeline.ConversionConfig(
-    model="tiny-llama-deep",
-    num_experts=4,
-    train_tokens=1024,
-    valid_tokens=256,
-    seq_len=128,
-    batch_tokens=256,
-    target_reduction=0.1,
-    front_evals=2,
-)
 REPO = Path(__file__).resolve().parents[1]
 
 

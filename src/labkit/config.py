@@ -179,6 +179,11 @@ class Profile:
         return f"LABKIT_PROFILE={self.name}: {self.description} (device={self.device}, dtype={self.dtype})"
 
 
+_SMOKE_EVALS = EvalSizes(max_items=30, bootstrap=500, shots=0)
+_SMOKE_FLAGELLA = FlagellaSizes(
+    population_cells=100_000, stokeslet_points=800, bundle_points_per_turn=16, max_flagella=8
+)
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -193,10 +198,8 @@ PROFILES: dict[str, Profile] = {
             eval_items=24,
             latency_tokens=128,
         ),
-        evals=EvalSizes(max_items=30, bootstrap=500, shots=0),
-        flagella=FlagellaSizes(
-            population_cells=100_000, stokeslet_points=800, bundle_points_per_turn=16, max_flagella=8
-        ),
+        evals=_SMOKE_EVALS,
+        flagella=_SMOKE_FLAGELLA,
     ),
     "cpu": Profile(
         name="cpu",
@@ -221,10 +224,8 @@ PROFILES: dict[str, Profile] = {
             eval_items=8,
             latency_tokens=32,
         ),
-        evals=EvalSizes(max_items=30, bootstrap=500, shots=0),
-        flagella=FlagellaSizes(
-            population_cells=100_000, stokeslet_points=800, bundle_points_per_turn=16, max_flagella=8
-        ),
+        evals=_SMOKE_EVALS,
+        flagella=_SMOKE_FLAGELLA,
     ),
     "gpu": Profile(
         name="gpu",
