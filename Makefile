@@ -24,7 +24,7 @@ STAMP := $(VENV)/.labkit-installed
 
 help:
 	@echo "make book      build the HTML book (profile $(PROFILE); PROFILE=smoke|cpu|gpu)"
-	@echo "make test      unit tests + every chapter under nbval (smoke profile)"
+	@echo "make test      unit tests + every chapter under nbval (smoke profile; Part I also in gpu-tiny)"
 	@echo "make bench     speed benchmarks (benchmarks/bench_*.py)"
 	@echo "make lint      ruff"
 	@echo "make install   create $(VENV) with everything (done automatically by book/test)"
@@ -52,6 +52,7 @@ test-unit: install
 
 test-chapters: install
 	LABKIT_PROFILE=smoke $(PY) -m labkit.booktest run book
+	LABKIT_PROFILE=gpu-tiny $(PY) -m labkit.booktest run book/moe
 
 book: install
 	@if find book -name '*.ipynb' | grep -q .; then \
