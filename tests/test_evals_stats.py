@@ -37,7 +37,7 @@ def test_mean_se_formula():
 def test_clustered_equals_analytic_for_singletons_and_hand_value():
     assert clustered_se(X, list(range(10))).se == pytest.approx(mean_se(X).se)
     s = np.array([1.0, 1.0, 0.0, 0.0])
-    e = clustered_se(s, ["a", "a", "b", "b"])
+    e = clustered_se(s, ["a", "a", "b", "b"], correction="miller")
     d = s - s.mean()
     by_hand = np.sqrt(np.var(s, ddof=1) / 4 + (2 * d[0] * d[1] + 2 * d[2] * d[3]) / 16)
     assert e.se == pytest.approx(by_hand) and e.n_clusters == 2

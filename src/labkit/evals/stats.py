@@ -3,7 +3,12 @@
 Follows Miller, *Adding Error Bars to Evals* (arXiv:2411.00640):
 
 * analytic (CLT) standard error of a mean, with Bessel's correction (lm-eval's ``mean_stderr``);
-* clustered standard error when items share a passage or are translations of one item (Miller eq. 4);
+* clustered standard error when items share a passage or are translations of one item: Miller's
+  eq. 4 (taught in the statistics chapter) or the cluster-robust CR1 estimator with the small-G
+  factor ``G/(G−1)`` and ``t`` intervals on ``G−1`` degrees of freedom (what statsmodels'
+  ``cov_type="cluster"`` gives; the default); one cluster gives no standard error (NaN);
+* linear combinations of several benchmarks' means (category means, Overall) with a cluster-robust
+  SE that keeps the covariance of benchmarks sharing clusters (a Korean item and its English twin);
 * bootstrap percentile intervals (item or cluster resampling) for non-mean metrics;
 * paired comparisons of two models on the same items: paired SE and CI, McNemar's exact test,
   paired bootstrap (Koehn 2004) and approximate randomisation (permutation);
@@ -28,6 +33,7 @@ __all__ = [
     "aggregate",
     "bootstrap",
     "clustered_se",
+    "combine_means",
     "holm",
     "mcnemar",
     "mde",
@@ -98,25 +104,84 @@ def wilson_ci(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return float(centre - half), float(centre + half)
 
 
-def clustered_se(scores: Sequence[float], clusters: Sequence) -> Estimate:
-    """Cluster-robust SE of the mean (Miller 2024, eq. 4).
+def _ci(m: float, se: float, df: int | None) -> tuple[float, float]:
+    """95 % interval ``m ± q·se`` with ``q`` the normal quantile, or Student's t on ``df`` d.o.f."""
+    if not np.isfinite(se):
+        return (float("nan"), float("nan"))
+    q = Z95 if df is None else float(sps.t.ppf(0.975, df))
+    return (m - q * se, m + q * se)
 
-    ``SE² = SE_CLT² + (1/n²) Σ_c Σ_i Σ_{j≠i} (s_ic − s̄)(s_jc − s̄)``; equals :func:`mean_se` when every
-    cluster is a single item. ``None`` cluster entries are singletons.
+
+def clustered_se(scores: Sequence[float], clusters: Sequence, *, correction: str = "CR1") -> Estimate:
+    """Cluster-robust SE of the mean. ``None`` cluster entries are singletons.
+
+    ``correction="CR1"`` (default): ``SE² = G/(G−1) · Σ_c (Σ_{i∈c} (s_i − s̄))² / n²`` with ``G``
+    clusters, the small-G factor of statsmodels' ``cov_type="cluster"``, and a 95 % interval from
+    Student's t on ``G − 1`` degrees of freedom. With singleton clusters it equals :func:`mean_se`.
+
+    ``correction="miller"``: Miller (2024) eq. 4,
+    ``SE² = SE_CLT² + (1/n²) Σ_c Σ_i Σ_{j≠i} (s_ic − s̄)(s_jc − s̄)``, with a normal interval (the
+    formula the statistics chapter teaches).
+
+    With a single cluster the SE cannot be estimated: it is NaN (so is the interval).
     """
+    if correction not in ("CR1", "miller"):
+        raise EvalError(f"correction={correction!r} must be 'CR1' or 'miller'")
     s = _arr(scores)
     c = _clusters(clusters, s.size)
-    base = mean_se(s)
     d = s - s.mean()
-    cross = 0.0
     uniq, inv = np.unique(c, return_inverse=True)
+    g = int(uniq.size)
     sums = np.bincount(inv, weights=d)
-    sq = np.bincount(inv, weights=d * d)
-    cross = float((sums**2 - sq).sum())  # Σ_c Σ_{i≠j} d_i d_j
-    var = base.se**2 + cross / s.size**2
-    se = float(np.sqrt(max(var, 0.0)))
-    m = base.value
-    return Estimate(m, se, (m - Z95 * se, m + Z95 * se), int(s.size), int(uniq.size), "clustered")
+    m = float(s.mean())
+    if g < 2:
+        return Estimate(
+            m, float("nan"), (float("nan"), float("nan")), int(s.size), g, f"clustered-{correction}"
+        )
+    if correction == "miller":
+        sq = np.bincount(inv, weights=d * d)
+        cross = float((sums**2 - sq).sum())  # Σ_c Σ_{i≠j} d_i d_j
+        var = mean_se(s).se ** 2 + cross / s.size**2
+        se = float(np.sqrt(max(var, 0.0)))
+        return Estimate(m, se, _ci(m, se, None), int(s.size), g, "clustered-miller")
+    se = float(np.sqrt(g / (g - 1) * float((sums**2).sum()))) / s.size
+    return Estimate(m, se, _ci(m, se, g - 1), int(s.size), g, "clustered-CR1")
+
+
+def combine_means(cells: Sequence[tuple[Sequence[float], Sequence | None, float]]) -> Estimate:
+    """``θ = Σ_k a_k · mean(s_k)`` over cells ``(scores_k, clusters_k, a_k)`` with a CR1 cluster-robust SE.
+
+    Cluster ids are shared *across* cells: a Korean item and its English twin (same pair id) or two
+    questions on one passage are one cluster even when they sit in different benchmarks, so the
+    covariance between the cells' means enters the SE. Each item contributes the influence
+    ``a_k (s_i − mean_k)/n_k``; ``SE² = G/(G−1) Σ_c (Σ_{i∈c} influence_i)²``, t interval on ``G−1``
+    d.o.f. ``None`` clusters are singletons. Returns ``n`` = all items, ``n_clusters`` = distinct
+    clusters (the independent units).
+    """
+    if not cells:
+        raise EvalError("combine_means needs at least one cell")
+    infl, ids = [], []
+    value = 0.0
+    for k, (scores, clusters, a) in enumerate(cells):
+        x = _arr(scores, f"cell {k} scores")
+        cl = (
+            [f"__cell{k}_item{i}" for i in range(x.size)]
+            if clusters is None
+            else [str(v) if v is not None else f"__cell{k}_item{i}" for i, v in enumerate(clusters)]
+        )
+        if len(cl) != x.size:
+            raise EvalError(f"cell {k}: clusters has {len(cl)} entries for {x.size} scores")
+        value += float(a) * float(x.mean())
+        infl.append(float(a) * (x - x.mean()) / x.size)
+        ids += cl
+    psi = np.concatenate(infl)
+    uniq, inv = np.unique(np.asarray(ids), return_inverse=True)
+    g = int(uniq.size)
+    if g < 2:
+        return Estimate(value, float("nan"), (float("nan"), float("nan")), psi.size, g, "combined-CR1")
+    sums = np.bincount(inv, weights=psi)
+    se = float(np.sqrt(g / (g - 1) * float((sums**2).sum())))
+    return Estimate(value, se, _ci(value, se, g - 1), int(psi.size), g, "combined-CR1")
 
 
 def _resample_index(rng: np.random.Generator, n: int, c: np.ndarray | None, B: int):
@@ -187,13 +252,29 @@ def _pair(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarra
 def paired_difference(
     a: Sequence[float], b: Sequence[float], clusters: Sequence | None = None
 ) -> PairedResult:
-    """Paired difference ``mean(a − b)`` with SE ``sd(a−b)/sqrt(n)`` (clustered if ``clusters``), a
-    normal-theory two-sided p-value, and the item-level correlation of ``a`` and ``b``."""
+    """Paired difference ``mean(a − b)`` with a two-sided p-value and the item-level correlation.
+
+    Without ``clusters``: SE ``sd(a−b)/sqrt(n)`` and Student's t on ``n − 1`` d.o.f. (the paired
+    t-test, :func:`scipy.stats.ttest_rel`). With ``clusters``: the CR1 cluster-robust SE of the mean
+    difference and t on ``G − 1`` d.o.f. (statsmodels' OLS of ``a − b`` on a constant with
+    ``cov_type="cluster"``, ``use_t=True``). A zero SE gives p = 1 for a zero difference, else 0.
+    """
     x, y = _pair(a, b)
     d = x - y
-    est = clustered_se(d, clusters) if clusters is not None else mean_se(d)
+    if clusters is not None:
+        est = clustered_se(d, clusters)
+        df = (est.n_clusters or 1) - 1
+    else:
+        est = mean_se(d)
+        df = est.n - 1
+        est = Estimate(est.value, est.se, _ci(est.value, est.se, df if df > 0 else None), est.n)
     corr = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
-    p = float(2 * sps.norm.sf(abs(est.value) / est.se)) if est.se > 0 else (1.0 if est.value == 0 else 0.0)
+    if not np.isfinite(est.se) or df < 1:
+        p = float("nan")
+    elif est.se > 0:
+        p = float(2 * sps.t.sf(abs(est.value) / est.se, df))
+    else:
+        p = 1.0 if est.value == 0 else 0.0
     return PairedResult(est.value, est.se, est.ci, est.n, corr, p, "paired-" + est.method)
 
 
