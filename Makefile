@@ -20,11 +20,12 @@ PROFILE ?= $(or $(LABKIT_PROFILE),cpu)
 BUILD := _build/$(PROFILE)
 STAMP := $(VENV)/.labkit-installed
 
-.PHONY: help install test test-unit test-chapters book bench lint clean clean-all
+.PHONY: help install test test-unit test-chapters book check-html bench lint clean clean-all
 
 help:
 	@echo "make book      build the HTML book (profile $(PROFILE); PROFILE=smoke|cpu|gpu)"
 	@echo "make test      unit tests + every chapter under nbval (smoke profile; Part I also in gpu-tiny)"
+	@echo "make check-html  open the built book in headless Chromium, network off; screenshot and check each page"
 	@echo "make bench     speed benchmarks (benchmarks/bench_*.py)"
 	@echo "make lint      ruff"
 	@echo "make install   create $(VENV) with everything (done automatically by book/test)"
@@ -65,6 +66,15 @@ book: install
 	mkdir -p $(BUILD) && echo "$$key" > $(BUILD)/.labkit-key; \
 	echo "make book ($(PROFILE)): $$(( $$(date +%s) - t0 )) s"; \
 	echo "HTML: $(abspath $(BUILD))/_build/html/index.html"
+
+# Needs a built book (make book PROFILE=...) and Debian's chromium (apt-get install -y chromium).
+# Screenshots and report.json go to $(BUILD)/_build/check-html/. CHECK_HTML_ARGS="--allow overflow"
+# reports code lines wider than their box without failing on them (as CI does).
+CHECK_HTML_ARGS ?=
+check-html: install
+	@if [ ! -f $(BUILD)/_build/html/index.html ]; then \
+	  echo "error: no built book in $(BUILD)/_build/html: run 'make book PROFILE=$(PROFILE)' first"; exit 2; fi
+	$(PY) tools/check_html.py $(BUILD)/_build/html $(CHECK_HTML_ARGS)
 
 bench: install
 	@for f in benchmarks/bench_*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) $$f; done
