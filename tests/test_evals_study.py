@@ -12,12 +12,15 @@ from scipy.stats import binomtest
 
 from labkit.config import get_profile
 from labkit.evals import EvalError, PromptConfig, run_task
+from labkit.evals.errors import UnknownGroupError
 from labkit.evals.study import (
     compare_models,
     comparison_systems,
     crosslingual,
+    group_score,
     letter_histogram,
     md_table,
+    paired_runs,
     pool,
     public_comparison,
     public_runs,
@@ -74,6 +77,18 @@ def test_crosslingual_pairs_and_mcnemar(runs):
     b, c = x["mcnemar"]["b"], x["mcnemar"]["c"]
     assert x["mcnemar"]["p_exact"] == pytest.approx(binomtest(b, b + c).pvalue if b + c else 1.0)
     assert -1 <= x["kappa"] <= 1 or np.isnan(x["kappa"])
+    # the gap is clustered by passage: reading pairs on one passage form one cluster
+    assert x["gap_en_minus_ko"].method == "paired-clustered-CR1"
+
+
+def test_paired_runs_hold_the_same_pairs(runs):
+    pr = paired_runs(runs)
+    for style in ("cloze", "letters"):
+        ko, en = pr[(style, "ko")], pr[(style, "en")]
+        assert sorted(r["pair_id"] for r in ko.records) == sorted(r["pair_id"] for r in en.records)
+        assert ko.summary["n"] == en.summary["n"] == 6 < runs[(style, "ko")].summary["n"]
+    with pytest.raises(EvalError, match="needs both languages"):
+        paired_runs({("cloze", "ko"): runs[("cloze", "ko")]})
 
 
 def test_pool_se_comparison_and_compare(runs):
@@ -85,15 +100,18 @@ def test_pool_se_comparison_and_compare(runs):
         "Wilson",
         "bootstrap",
         "clustered",
+        "clustered CR1",
         "cluster bootstrap",
     ]
-    assert rows[3]["clusters"] < 13  # translations and passages share clusters
+    assert rows[3]["clusters"] == rows[4]["clusters"] < 13  # translations and passages share clusters
     with pytest.raises(EvalError, match="share item ids"):
         pool([runs[("cloze", "ko")], runs[("cloze", "ko")]])
     cmp = compare_models(runs[("cloze", "ko")], runs[("letters", "ko")], B=200)
     assert cmp["n"] == 7
     assert cmp["paired"].diff == pytest.approx(cmp["acc_a"].value - cmp["acc_b"].value)
-    assert cmp["significant"] == (cmp["mcnemar"]["p_exact"] < 0.05)
+    # the verdict is the clustered paired t-test's (G - 1 d.o.f.), not the unclustered McNemar's
+    assert cmp["significant"] == (cmp["paired"].p_value < 0.05)
+    assert cmp["paired"].method == "paired-clustered-CR1" and cmp["n_clusters"] < cmp["n"]
 
 
 def test_results_card_roundtrip(runs, tmp_path):
@@ -104,6 +122,8 @@ def test_results_card_roundtrip(runs, tmp_path):
     assert card["overall"]["value"] == pytest.approx(np.mean([r["score"] for r in bench]))
     ko_cats = [r for r in card["rows"] if r["benchmark"] == "koen-ko" and not r["category"].startswith("(")]
     assert bench[0]["score"] == pytest.approx(np.mean([r["score"] for r in ko_cats]))  # macro over categories
+    o = card["overall"]
+    assert o["n"] == 13 and o["n_clusters"] < 13  # the twins of a pair are one unit, not two
     j, c = write_card(card, tmp_path)
     assert json.loads(j.read_text())["overall"]["value"] == card["overall"]["value"]
     assert c.read_text().splitlines()[0].startswith("benchmark,category,score")
@@ -122,15 +142,32 @@ def test_public_runs_from_local_files_and_comparison(tmp_path):
     os.environ["LABKIT_CACHE"] = str(tmp_path)
     try:
         res = public_runs(
-            m, t, prof, paths={k: FIX / f"{k}.jsonl" for k in ("kmmlu", "kobest_boolq", "click")}
+            m,
+            t,
+            prof,
+            paths={k: FIX / f"{k}.jsonl" for k in ("kmmlu", "kobest_boolq", "click")},
+            fewshot_paths={"kmmlu": FIX / "kmmlu_dev.jsonl"},
         )
     finally:
         del os.environ["LABKIT_CACHE"]
     assert set(res) == {"kmmlu", "kobest_boolq", "click"}
     assert res["kmmlu"].prompt.style == "letters" and res["kobest_boolq"].prompt.style == "cloze"
-    rows = public_comparison(res, {"kmmlu": 0.38})
-    assert {r["benchmark"] for r in rows} == {"kmmlu", "kobest", "click"}
-    assert next(r for r in rows if r["benchmark"] == "kmmlu")["published"] == 0.38
+    assert res["kmmlu"].prompt.shots == 5 and res["click"].meta["subsets"] == [
+        "popular",
+        "politics",
+        "tradition",
+    ]
+    rows = {r["benchmark"]: r for r in public_comparison(res, {"kmmlu": 0.38})}
+    assert set(rows) == {"kmmlu", "kobest", "click"}
+    km = rows["kmmlu"]
+    assert km["published"] == 0.38 and km["aggregation"] == "single task" and not km["like_for_like"]
+    assert "the card does not state its harness" in km["why_not"] and "shots" not in km["why_not"]
+    assert rows["kobest"]["why_not"].startswith("shots 0 here vs 5 on the card; 1 of 5 members run")
+    assert "subset popular, politics, tradition" in rows["click"]["why_not"]
+    g = group_score(res, "kobest")
+    assert g["aggregation"] == "micro" and g["members_run"] == ["kobest_boolq"] and len(g["missing"]) == 4
+    with pytest.raises(UnknownGroupError):
+        group_score(res, "nope")
 
 
 def test_comparison_systems_fallback_says_why(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ EXPECTED = {  # task: (n items, gold text of the first item)
     "kobest_sentineg": (2, "긍정"),
     "kmmlu": (2, "이성계"),
     "haerae": (2, "셈틀"),
-    "click": (3, "어린이날"),
+    "click": (6, "어린이날"),
     "mmlu": (2, "2x"),
     "arc": (2, "light"),
     "hellaswag": (1, "spreads butter on one slice. Add ham."),

@@ -3,8 +3,13 @@
 Examples::
 
     labkit eval list
-    labkit eval run --task koen_parallel --lang ko --model smollm2-135m --style letters
-    labkit eval run --task kmmlu --path kmmlu_test.jsonl --fewshot-path kmmlu_dev.jsonl --shots 5
+    labkit eval run --task koen_parallel --lang ko --model smollm2-135m
+    labkit eval run --task kmmlu:Accounting --path kmmlu_test.jsonl --fewshot-path kmmlu_dev.jsonl
+    labkit eval run --task click --path click.jsonl --subsets all --style cloze
+
+The registry decides each benchmark's protocol (style, shots, sampler, subject header, option
+shuffling, subset; ``labkit eval list`` shows it). A flag overrides one setting, and the run's
+``meta.json`` and ``summary.json`` record every override under ``"overrides"``.
 """
 
 from __future__ import annotations
@@ -25,25 +30,47 @@ def _list(args: argparse.Namespace) -> int:
     for row in task_table():
         print(
             f"{row['task']:<18} {row['lang']:<6} {row['scoring']:<8} shots={row['shots']:<3} "
+            f"sampler={row['sampler']} subsets={row['subsets']} shuffled={row['shuffled']} "
             f"{row['benchmark']} ({row['source']})"
         )
     return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """The protocol settings given on the command line (flags left out follow the registry)."""
+    over: dict = {}
+    for name in ("style", "shots", "sampler", "seed"):
+        if getattr(args, name) is not None:
+            over[name] = getattr(args, name)
+    for name in ("chat", "compat"):
+        if getattr(args, name):
+            over[name] = True
+    if args.shuffle_options is not None:
+        over["shuffle_options"] = args.shuffle_options == "yes"
+    if args.subsets is not None:
+        over["subsets"] = None if args.subsets == "all" else [x for x in args.subsets.split(",") if x]
+    return over
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..config import get_profile
     from ..models import load_causal_lm, resolve_device, resolve_dtype
     from ..paths import cache_root
-    from .prompts import PromptConfig
-    from .runner import run_task
-    from .tasks import get_task, load_task
+    from .runner import check_shots, resolve_protocol, run_task
+    from .tasks import get_task, load_fewshot, load_task
 
-    get_task(args.task.split(":", 1)[0])  # fail fast on an unknown task or bad data, before loading a model
+    # fail fast on an unknown task, bad data or an impossible protocol, before loading a model
+    get_task(args.task.split(":", 1)[0])
+    overrides = _overrides(args)
+    cfg, subsets, _ = resolve_protocol(args.task, None, overrides)
     if not args.datasets:
-        load_task(args.task, path=args.path, lang=args.lang, max_items=args.max_items)
+        items = load_task(
+            args.task, path=args.path, lang=args.lang, max_items=args.max_items, subsets=subsets
+        )
+        pool = load_fewshot(args.task, path=args.fewshot_path, lang=args.lang) if cfg.shots else []
+        check_shots(args.task, cfg, items, pool)
     prof = get_profile()
     name = args.model or prof.evals.model
-    cfg = PromptConfig(style=args.style, shots=args.shots, seed=args.seed, chat=args.chat, compat=args.compat)
     # every path, device and dtype checked before the model is loaded
     resolve_dtype(args.dtype or prof.dtype, resolve_device(args.device or prof.device))
     if args.out:
@@ -57,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         args.task,
         model_id=name,
         lang=args.lang,
-        prompt=cfg,
+        overrides=overrides,
         max_items=args.max_items,
         path=args.path,
         fewshot_path=args.fewshot_path,
@@ -85,6 +112,7 @@ def _run(args: argparse.Namespace) -> int:
                 lang=args.lang,
                 n=res.summary["n"],
                 scored_now=res.scored_now,
+                overrides=res.meta["overrides"],
                 folder=str(res.folder),
                 metrics=brief,
             ),
@@ -105,9 +133,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--task", required=True, help="registry name, e.g. koen_parallel or kmmlu:Accounting")
     r.add_argument("--lang", choices=["ko", "en"], default=None)
     r.add_argument("--model", default=None, help="model name (default: the profile's evals.model)")
-    r.add_argument("--style", choices=["cloze", "letters"], default="letters")
-    r.add_argument("--shots", type=int, default=0)
-    r.add_argument("--seed", type=int, default=1234)
+    r.add_argument("--style", choices=["cloze", "letters"], default=None, help="default: the registry's")
+    r.add_argument("--shots", type=int, default=None, help="default: the registry's")
+    r.add_argument("--sampler", choices=["random", "first_n", "shared"], default=None)
+    r.add_argument("--seed", type=int, default=None, help="few-shot/shuffle seed (default 1234)")
+    r.add_argument("--subsets", default=None, help="comma-separated categories, or 'all' (default: registry)")
+    r.add_argument("--shuffle-options", choices=["yes", "no"], default=None, help="default: the registry's")
     r.add_argument("--chat", action="store_true", help="wrap prompts in the chat template")
     r.add_argument("--compat", action="store_true", help="reproduce lm-eval's Korean template quirks")
     r.add_argument("--max-items", type=int, default=None)

@@ -8,6 +8,7 @@ __all__ = [
     "EvalDataError",
     "EvalError",
     "NonFiniteScoreError",
+    "UnknownGroupError",
     "UnknownMetricError",
     "UnknownTaskError",
 ]
@@ -25,6 +26,13 @@ class UnknownTaskError(EvalError, KeyError):
     """A task name that is not in the registry."""
 
     def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownGroupError(EvalError, KeyError):
+    """A task-group name that is not in :data:`labkit.evals.tasks.GROUPS`."""
+
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 

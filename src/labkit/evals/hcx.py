@@ -19,6 +19,7 @@ __all__ = [
     "HCX_DESIGN",
     "HCX_L_TABLE3",
     "SEED_CARD_SCORES",
+    "SEED_CARD_TABLE",
     "HcxBenchmark",
     "design_table",
     "hcx_aggregate",
@@ -103,6 +104,16 @@ SEED_CARD_SCORES = {
         "click": 0.4947,
         "kobest": 0.6490,
     },
+}
+
+
+#: The whole comparison table of the HyperCLOVAX-SEED-Text-Instruct-0.5B/1.5B model cards (all
+#: "5-shot, acc"; harness and prompts not stated), baselines included.
+SEED_CARD_TABLE = {
+    **SEED_CARD_SCORES,
+    "Qwen/Qwen2.5-0.5B-Instruct": {"kmmlu": 0.2968, "haerae": 0.3428, "click": 0.3805, "kobest": 0.5025},
+    "Qwen/Qwen2.5-1.5B-Instruct": {"kmmlu": 0.3696, "haerae": 0.5160, "click": 0.4772, "kobest": 0.5968},
+    "google/gemma-3-1b-it": {"kmmlu": 0.3075, "haerae": 0.3648, "click": 0.3724, "kobest": 0.5869},
 }
 
 

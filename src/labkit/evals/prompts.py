@@ -41,6 +41,8 @@ __all__ = [
     "build_prompt",
     "letter_labels",
     "select_shots",
+    "shuffle_options",
+    "subject_particle",
 ]
 
 LETTERS = "ABCDEFGHIJ"
@@ -79,6 +81,14 @@ class PromptConfig:
         Template language; ``None`` uses each item's own language.
     target_delimiter, fewshot_delimiter:
         lm-eval's defaults ``" "`` and ``"\\n\\n"``.
+    same_subject:
+        Draw shots only from pool items of the test item's ``category`` (MMLU/KMMLU subjects).
+    subject_header:
+        Start the prompt with lm-eval's MMLU line "The following are multiple choice questions (with
+        answers) about <subject>." (subject = the item's ``category``).
+    shuffle_options:
+        Shuffle each item's options (and its shots' options) with a permutation seeded by
+        ``(seed, item id)``, as HCX did for ARC.
     """
 
     style: str = "letters"
@@ -90,6 +100,9 @@ class PromptConfig:
     lang: str | None = None
     target_delimiter: str = " "
     fewshot_delimiter: str = "\n\n"
+    same_subject: bool = False
+    subject_header: bool = False
+    shuffle_options: bool = False
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -142,11 +155,21 @@ def _cloze_copa(item: Item, lang: str, compat: bool) -> str:
     return f"{item.question} {connector}" if compat else f"{item.question}{connector}"
 
 
+def subject_particle(word: str) -> str:
+    """``word`` with the subject particle its last syllable takes: 이 after a final consonant
+    (받침), 가 after a vowel: "눈이", "사과가". A word that does not end in a Hangul syllable
+    (digits, Latin letters) gets "이(가)", the form Korean forms use when the reading is unknown."""
+    last = word.rstrip()[-1:] if word.strip() else ""
+    if not ("가" <= last <= "힣"):
+        return f"{word}이(가)"
+    return word + ("이" if (ord(last) - 0xAC00) % 28 else "가")
+
+
 def _cloze_wic(item: Item, lang: str, compat: bool) -> str:
     m = item.meta
-    return (
-        f"문장1: {m['context_1']} 문장2: {m['context_2']} 두 문장에서 {item.question}가 같은 뜻으로 쓰였나?"
-    )
+    # lm-eval writes f"{word}가" whatever the word ("눈가" is another word: the skin around the eyes)
+    word = f"{item.question}가" if compat else subject_particle(item.question)
+    return f"문장1: {m['context_1']} 문장2: {m['context_2']} 두 문장에서 {word} 같은 뜻으로 쓰였나?"
 
 
 def _cloze_kobest_hellaswag(item: Item, lang: str, compat: bool) -> str:
@@ -217,10 +240,27 @@ def _letters_context(item: Item, template: str, lang: str, compat: bool, chat: b
 
 
 # --------------------------------------------------------------------------- few-shot
+def shuffle_options(item: Item, seed: int) -> Item:
+    """``item`` with its options in a permutation seeded by ``(seed, item id)``; the label follows."""
+    import dataclasses
+
+    order = list(range(len(item.choices)))
+    random.Random(f"shuffle:{seed}:{item.id}").shuffle(order)
+    meta = {**item.meta, "option_order": order}
+    return dataclasses.replace(
+        item, choices=tuple(item.choices[i] for i in order), label=order.index(item.label), meta=meta
+    )
+
+
 def select_shots(item: Item, pool: Sequence[Item], cfg: PromptConfig) -> list[Item]:
-    """Deterministic few-shot examples for ``item``; never the item itself or its cluster."""
+    """Deterministic few-shot examples for ``item``; never the item itself or its cluster.
+
+    With ``cfg.same_subject`` only pool items of the item's ``category`` are candidates.
+    """
     if cfg.shots == 0 or not pool:
         return []
+    if cfg.same_subject:
+        pool = [p for p in pool if p.category == item.category]
     ok = [p for p in pool if p.id != item.id and (item.cluster is None or p.cluster != item.cluster)]
     k = min(cfg.shots, len(ok))
     if cfg.sampler == "first_n":
@@ -254,10 +294,15 @@ def build_prompt(
     """
     parts = []
     for s in shots:
+        if cfg.shuffle_options:
+            s = shuffle_options(s, cfg.seed)
         sctx, sconts, _ = _render(s, template, cfg)
         parts.append(f"{sctx}{cfg.target_delimiter}{sconts[s.label]}")
     ctx, conts, labels = _render(item, template, cfg)
     context = cfg.fewshot_delimiter.join([*parts, ctx])
+    if cfg.subject_header and item.category:
+        subject = item.category.replace("_", " ")
+        context = f"The following are multiple choice questions (with answers) about {subject}.\n\n{context}"
     delim = cfg.target_delimiter
     if cfg.chat:
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):

@@ -9,24 +9,104 @@ build after ``make test``) reads the finished records instead of running the mod
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import EvalError, NonFiniteScoreError, UnknownMetricError
+from .errors import EvalDataError, EvalError, NonFiniteScoreError, UnknownMetricError
 from .lm import encode_pair, loglikelihood, model_max_length, tok_encode
-from .prompts import PromptConfig, build_prompt, select_shots
+from .prompts import PromptConfig, build_prompt, select_shots, shuffle_options
 from .results import ResultStore, is_finite_record, item_hash, results_dir, run_key
 from .schema import Item
 from .scoring import cloze_predictions, letter_choice, macro_f1
 from .stats import Estimate, clustered_se, mean_se
-from .tasks import get_task, load_fewshot, load_task
+from .tasks import get_task, load_fewshot, load_task, protocol
 
-__all__ = ["TaskResult", "evaluate", "evaluate_generation", "run_task", "summarize"]
+__all__ = [
+    "TaskResult",
+    "check_shots",
+    "evaluate",
+    "evaluate_generation",
+    "resolve_protocol",
+    "run_task",
+    "summarize",
+]
+
+_PROMPT_FIELDS = tuple(f.name for f in dataclasses.fields(PromptConfig))
+
+
+def resolve_protocol(
+    task: str, prompt: PromptConfig | None = None, overrides: Mapping[str, object] | None = None
+) -> tuple[PromptConfig, tuple[str, ...] | None, dict]:
+    """The prompt configuration and subsets a run of ``task`` uses, and how they deviate from the registry.
+
+    The registry's protocol (:func:`labkit.evals.tasks.protocol`: shots, sampler, same-subject shots,
+    subject header, option shuffling, style, subset) is the default. ``prompt`` replaces it as a whole
+    (every field that differs from the registry counts as an override); ``overrides`` (field → value,
+    including ``"subsets"``; ``None`` subsets = all) replace single fields on top.
+
+    Returns ``(config, subsets, deviations)`` where ``deviations`` maps each overridden field to
+    ``{"registry": ..., "used": ...}``; runs record it in their metadata.
+    """
+    proto = protocol(task)
+    reg_subsets = proto.pop("subsets")
+    registry = PromptConfig(**proto)
+    over = dict(overrides or {})
+    unknown = sorted(set(over) - set(_PROMPT_FIELDS) - {"subsets"})
+    if unknown:
+        raise EvalError(f"unknown override(s) {unknown}; allowed: {[*_PROMPT_FIELDS, 'subsets']}")
+    subsets = reg_subsets
+    if "subsets" in over:
+        v = over.pop("subsets")
+        subsets = tuple(v) if v is not None else None
+    cfg = prompt or registry
+    try:
+        cfg = dataclasses.replace(cfg, **over)
+    except TypeError as err:  # pragma: no cover - guarded by the field check above
+        raise EvalError(str(err)) from None
+    dev = {
+        k: {"registry": getattr(registry, k), "used": getattr(cfg, k)}
+        for k in _PROMPT_FIELDS
+        if getattr(cfg, k) != getattr(registry, k)
+    }
+    if subsets != reg_subsets:
+        dev["subsets"] = {
+            "registry": list(reg_subsets) if reg_subsets else None,
+            "used": list(subsets) if subsets else None,
+        }
+    return cfg, subsets, dev
+
+
+def check_shots(task: str, cfg: PromptConfig, items: Sequence[Item], pool: Sequence[Item]) -> None:
+    """Raise :class:`EvalDataError` if ``cfg.shots`` asks for more examples than the few-shot split
+    holds (per subject with ``cfg.same_subject``), or for shots without a few-shot split."""
+    if cfg.shots == 0:
+        return
+    if not pool:
+        raise EvalDataError(
+            f"task {task!r}: shots={cfg.shots} but no few-shot split was loaded; "
+            "pass fewshot_path= (or --fewshot-path), or shots=0"
+        )
+    if cfg.same_subject:
+        have: dict[str | None, int] = {}
+        for p in pool:
+            have[p.category] = have.get(p.category, 0) + 1
+        for cat in sorted({str(it.category) for it in items}):
+            n = have.get(cat if cat != "None" else None, 0)
+            if cfg.shots > n:
+                raise EvalDataError(
+                    f"task {task!r}: shots={cfg.shots} is larger than the few-shot split of subject "
+                    f"{cat!r} ({n} items)"
+                )
+    elif cfg.shots > len(pool):
+        raise EvalDataError(
+            f"task {task!r}: shots={cfg.shots} is larger than the few-shot split ({len(pool)} items)"
+        )
 
 
 @dataclass
@@ -206,8 +286,13 @@ def run_task(
     batch_size: int | None = None,
     progress: bool = True,
     dtype: str | None = None,
+    overrides: Mapping[str, object] | None = None,
 ) -> TaskResult:
     """Load a registered task and evaluate it, resuming from (and writing to) the results cache.
+
+    The registry decides the protocol (:func:`resolve_protocol`): shots, sampler, subject header,
+    option shuffling, style and subset. ``prompt`` or ``overrides`` change it, and the run's metadata
+    (``meta["overrides"]``, also in ``meta.json`` and the summary) records every field that differs.
 
     Parameters
     ----------
@@ -221,11 +306,16 @@ def run_task(
     """
     from ..models import weights_fingerprint
 
-    cfg = prompt or PromptConfig()
     spec = get_task(task.split(":", 1)[0])
+    cfg, subsets, deviations = resolve_protocol(task, prompt, overrides)
     t0 = time.perf_counter()
-    items = load_task(task, path=path, lang=lang, max_items=max_items, use_datasets=use_datasets)
+    items = load_task(
+        task, path=path, lang=lang, max_items=max_items, use_datasets=use_datasets, subsets=subsets
+    )
     pool = load_fewshot(task, path=fewshot_path, lang=lang, use_datasets=use_datasets) if cfg.shots else []
+    check_shots(task, cfg, items, pool)
+    if cfg.shuffle_options:
+        items = [shuffle_options(it, cfg.seed) for it in items]
     if dtype is None:
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
     meta = dict(
@@ -235,14 +325,17 @@ def run_task(
         task=task,
         lang=lang,
         prompt=cfg.as_dict(),
+        subsets=list(subsets) if subsets else None,
         max_items=max_items,
         source=str(path) if path else ("datasets" if use_datasets else "package"),
     )
+    key = run_key(**meta)
+    meta["overrides"] = deviations
     folder = None
     lock = contextlib.nullcontext()
     if cache is not False:
         root = None if cache is True else cache
-        folder = results_dir(model_id, task, lang, run_key(**meta), root)
+        folder = results_dir(model_id, task, lang, key, root)
         lock = ResultStore.locked(folder)
     with lock:
         store = ResultStore(folder, meta) if folder is not None else None
@@ -257,7 +350,15 @@ def run_task(
             batch_size=batch_size,
             progress=progress,
         )
-        summary = dict(task=task, lang=lang, model_id=model_id, prompt=cfg.as_dict(), **summarize(records))
+        summary = dict(
+            task=task,
+            lang=lang,
+            model_id=model_id,
+            prompt=cfg.as_dict(),
+            subsets=meta["subsets"],
+            overrides=deviations,
+            **summarize(records),
+        )
         if store is not None:
             store.write_summary(summary)
     return TaskResult(

@@ -28,9 +28,9 @@ from .errors import EvalError
 from .runner import TaskResult
 from .stats import (
     Estimate,
-    aggregate,
     bootstrap,
     clustered_se,
+    combine_means,
     mcnemar,
     mde,
     mean_se,
@@ -45,7 +45,9 @@ __all__ = [
     "ComparisonPlan",
     "category_scores",
     "compare_models",
+    "group_score",
     "letter_histogram",
+    "paired_runs",
     "rule_disagreement",
     "card_folder",
     "comparison_systems",
@@ -92,11 +94,44 @@ def letter_histogram(res: TaskResult) -> dict[str, int]:
     return {"pred": pred, "gold": gold}
 
 
-def _by_pair(res: TaskResult, metric: str) -> dict[str, tuple[int, bool]]:
+def _pair_id(r: dict) -> str:
+    return r.get("pair_id") or r["id"].rsplit("-", 1)[0]
+
+
+def _by_pair(res: TaskResult, metric: str) -> dict[str, tuple[int, bool, str]]:
     out = {}
     for r in res.records:
-        pid = r.get("pair_id") or r["id"].rsplit("-", 1)[0]
-        out[pid] = (int(r["preds"][metric]), bool(r["correct"][metric]))
+        pid = _pair_id(r)
+        out[pid] = (int(r["preds"][metric]), bool(r["correct"][metric]), r.get("cluster") or pid)
+    return out
+
+
+def _subset(res: TaskResult, keep: set[str], name: str) -> TaskResult:
+    from .runner import summarize
+
+    recs = [r for r in res.records if _pair_id(r) in keep]
+    if not recs:
+        raise EvalError(f"{res.task} ({res.lang}): no record left in the paired subset")
+    return TaskResult(name, res.lang, res.model_id, res.prompt, recs, dict(summarize(recs)), meta=res.meta)
+
+
+def paired_runs(runs: Mapping[tuple[str, str], TaskResult]) -> dict[tuple[str, str], TaskResult]:
+    """The ``(style, lang)`` runs restricted to the pairs present in *both* languages of each style.
+
+    A Korean run includes the Korean-only culture items; comparing its accuracy with the English
+    run's would compare different questions. The returned results hold the same pairs in ``ko`` and
+    ``en`` (re-summarised), so any difference is a difference between languages on one item set.
+    """
+    out = {}
+    for style in {st for st, _ in runs}:
+        if (style, "ko") not in runs or (style, "en") not in runs:
+            raise EvalError(f"paired_runs needs both languages of style {style!r}")
+        ko, en = runs[(style, "ko")], runs[(style, "en")]
+        keep = {_pair_id(r) for r in ko.records} & {_pair_id(r) for r in en.records}
+        if not keep:
+            raise EvalError(f"style {style!r}: no item is present in both languages")
+        for lang, res in (("ko", ko), ("en", en)):
+            out[(style, lang)] = _subset(res, keep, f"{res.task} (paired)")
     return out
 
 
@@ -106,7 +141,8 @@ def crosslingual(res_ko: TaskResult, res_en: TaskResult, metric: str = "acc") ->
     Items are matched by pair id (the item id without its ``-ko``/``-en`` suffix); Korean-only items
     are left out. Returns the number of pairs, the answer agreement rate (same option chosen), the
     both-correct rate, the accuracies on the matched pairs, and the paired language gap
-    ``acc_en − acc_ko`` with its SE/CI and McNemar p-value.
+    ``acc_en − acc_ko`` with a CR1 SE clustered by passage (pairs on one reading passage are one
+    cluster; t interval on G − 1 d.o.f.), plus McNemar's exact test (which treats pairs as independent).
     """
     ko, en = _by_pair(res_ko, metric), _by_pair(res_en, metric)
     pairs = sorted(set(ko) & set(en))
@@ -119,7 +155,8 @@ def crosslingual(res_ko: TaskResult, res_en: TaskResult, metric: str = "acc") ->
     kappa = (float(same.mean()) - expected) / (1 - expected) if expected < 1 else float("nan")
     ck = np.array([ko[p][1] for p in pairs], float)
     ce = np.array([en[p][1] for p in pairs], float)
-    gap = paired_difference(ce, ck)
+    clusters = [en[p][2] for p in pairs]  # the passage for reading pairs, else the pair itself
+    gap = paired_difference(ce, ck, clusters)
     mc = mcnemar(ce.astype(bool), ck.astype(bool))
     return dict(
         pairs=len(pairs),
@@ -136,14 +173,16 @@ def crosslingual(res_ko: TaskResult, res_en: TaskResult, metric: str = "acc") ->
 
 
 def se_comparison(res: TaskResult, metric: str = "acc", *, B: int = 2000, seed: int = 0) -> list[dict]:
-    """The same score with analytic, Wilson, item-bootstrap, clustered and cluster-bootstrap intervals."""
+    """The same score with analytic, Wilson, item-bootstrap, clustered (Miller eq. 4 and CR1) and
+    cluster-bootstrap intervals."""
     x = res.correct(metric)
     clusters = res.clusters()
     n, k = x.size, int(x.sum())
     an = mean_se(x)
     wl = wilson_ci(k, n)
     bs = bootstrap(x, B=B, seed=seed)
-    cl = clustered_se(x, clusters)
+    cl = clustered_se(x, clusters, correction="miller")
+    cr = clustered_se(x, clusters)
     cb = bootstrap(x, B=B, seed=seed, clusters=clusters)
     return [
         dict(method="analytic (CLT)", value=an.value, se=an.se, lo=an.ci[0], hi=an.ci[1], n=n, clusters=None),
@@ -167,6 +206,15 @@ def se_comparison(res: TaskResult, metric: str = "acc", *, B: int = 2000, seed: 
             clusters=cl.n_clusters,
         ),
         dict(
+            method="clustered CR1 (small-G, t)",
+            value=cr.value,
+            se=cr.se,
+            lo=cr.ci[0],
+            hi=cr.ci[1],
+            n=n,
+            clusters=cr.n_clusters,
+        ),
+        dict(
             method=f"cluster bootstrap (B={B})",
             value=cb.value,
             se=cb.se,
@@ -183,9 +231,12 @@ def compare_models(
 ) -> dict:
     """Paired comparison of two systems on the same items (matched by id).
 
-    Returns the accuracies, the paired difference (SE, CI, correlation), McNemar's exact test, the
-    paired bootstrap and permutation p-values, the discordance rate, the minimum detectable difference
-    at this n (80 % power) and the items needed to detect the observed difference.
+    Returns the accuracies, the paired difference with a cluster-robust (CR1) SE, t interval and
+    p-value on ``G − 1`` d.o.f. (items of one cluster — a passage, or a question and its translation —
+    are not independent), McNemar's exact test (unclustered, for reference), the cluster-bootstrap
+    and permutation p-values, the discordance rate, the minimum detectable difference at this n
+    (80 % power) and the items needed to detect the observed difference. ``significant`` is the
+    clustered test's verdict.
     """
     ia = {r["id"]: r for r in a.records}
     ib = {r["id"]: r for r in b.records}
@@ -214,19 +265,34 @@ def compare_models(
         omega2=omega2,
         mde_80=mde(len(ids), max(omega2, 1e-12)),
         n_needed=n_required(diff, omega2) if diff > 0 and omega2 > 0 else None,
-        significant=mc["p_exact"] < alpha,
+        n_clusters=n_distinct_clusters(clusters),
+        significant=bool(pd.p_value < alpha),
         alpha=alpha,
     )
 
 
+def n_distinct_clusters(clusters: Sequence) -> int:
+    """Number of distinct clusters (``None`` entries are singletons)."""
+    return len({c if c is not None else f"__item{i}" for i, c in enumerate(clusters)})
+
+
 def category_scores(res: TaskResult, metric: str = "acc") -> dict[str, Estimate]:
-    """Per-category estimate (clustered SE, so passages and translations are not over-counted)."""
+    """Per-category estimate (CR1 clustered SE, so passages and translations are not over-counted)."""
     cats: dict[str, list[int]] = {}
     for i, r in enumerate(res.records):
         cats.setdefault(r.get("category") or "all", []).append(i)
     x = res.correct(metric)
     cl = res.clusters()
     return {c: clustered_se(x[idx], [cl[i] for i in idx]) for c, idx in sorted(cats.items())}
+
+
+def _cells(res: TaskResult, metric: str, weight: float) -> list[tuple[np.ndarray, list, float]]:
+    cats: dict[str, list[int]] = {}
+    for i, r in enumerate(res.records):
+        cats.setdefault(r.get("category") or "all", []).append(i)
+    x = res.correct(metric)
+    cl = res.clusters()
+    return [(x[idx], [cl[i] for i in idx], weight / len(cats)) for _, idx in sorted(cats.items())]
 
 
 def results_card(
@@ -236,23 +302,38 @@ def results_card(
 
     ``results`` maps a benchmark label (e.g. ``"koen-ko"``) to its result; each result's items'
     ``category`` values become that benchmark's sub-scores, and the benchmark score is the unweighted
-    mean of its categories (HCX averages benchmarks, never pools items).
+    mean of its categories (HCX averages benchmarks, never pools items). Benchmark and Overall SEs are
+    cluster-robust over the items of all benchmarks together (:func:`~labkit.evals.stats.combine_means`),
+    so a Korean item and its English twin (one cluster) count once and their covariance enters
+    Overall's SE. Each row gives ``n`` (items) and ``clusters`` (independent units) and the shots used.
     """
-    per_bench: dict[str, Estimate] = {}
     rows = []
+    all_cells = []
 
-    def row(bench: str, cat: str, e: Estimate) -> dict:
-        # accuracies live in [0, 1]: clip the normal-theory interval there
+    def row(bench: str, cat: str, e: Estimate, shots) -> dict:
+        # accuracies live in [0, 1]: clip the interval there
         lo, hi = max(0.0, e.ci[0]), min(1.0, e.ci[1])
-        return dict(benchmark=bench, category=cat, score=e.value, se=e.se, ci_lo=lo, ci_hi=hi, n=e.n)
+        return dict(
+            benchmark=bench,
+            category=cat,
+            score=e.value,
+            se=e.se,
+            ci_lo=lo,
+            ci_hi=hi,
+            n=e.n,
+            clusters=e.n_clusters,
+            shots=shots,
+        )
 
     for bench, res in results.items():
         cats = category_scores(res, metric)
-        per_bench[bench] = aggregate(cats, {c: bench for c in cats})["categories"][bench]
-        rows += [row(bench, c, e) for c, e in cats.items()]
-        rows.append(row(bench, "(mean of categories)", per_bench[bench]))
-    overall = aggregate(per_bench, {b: "Overall" for b in per_bench})["overall"]
-    rows.append(row("Overall", "(mean of benchmarks)", overall))
+        rows += [row(bench, c, e, res.prompt.shots) for c, e in cats.items()]
+        cells = _cells(res, metric, 1.0)
+        rows.append(row(bench, "(mean of categories)", combine_means(cells), res.prompt.shots))
+        all_cells += [(x, c, a / len(results)) for x, c, a in cells]
+    overall = combine_means(all_cells)
+    shots = sorted({res.prompt.shots for res in results.values()})
+    rows.append(row("Overall", "(mean of benchmarks)", overall, "/".join(map(str, shots))))
     return dict(model=model_id, metric=metric, rows=rows, overall=overall.as_dict(), **(extra or {}))
 
 
@@ -427,32 +508,38 @@ def card_folder() -> Path:
 
 
 def public_runs(
-    model, tokenizer, profile, *, paths: Mapping[str, str | Path] | None = None, progress: bool = False
+    model,
+    tokenizer,
+    profile,
+    *,
+    paths: Mapping[str, str | Path] | None = None,
+    fewshot_paths: Mapping[str, str | Path] | None = None,
+    overrides: Mapping[str, Mapping[str, object]] | None = None,
+    progress: bool = False,
 ) -> dict[str, TaskResult]:
-    """Run ``profile.evals.public_tasks`` with each benchmark's registered scoring and shots.
+    """Run ``profile.evals.public_tasks``, each with its registry protocol (style, shots, sampler,
+    subject header, shuffling, subset), unless ``overrides[task]`` changes it (recorded in the run).
 
     Data come from ``datasets`` when ``profile.evals.use_datasets`` (workstation), or from local JSONL
-    files in ``paths`` (task → file); tasks with neither are skipped. Empty in the smoke/cpu profiles.
+    files in ``paths`` (task → file) and ``fewshot_paths``; tasks with neither are skipped. Empty in
+    the smoke/cpu profiles.
     """
-    from .prompts import PromptConfig
     from .runner import run_task
-    from .tasks import get_task
 
     out = {}
     for task in profile.evals.public_tasks:
-        spec = get_task(task.split(":", 1)[0])
         path = (paths or {}).get(task)
         if path is None and not profile.evals.use_datasets:
             continue
-        cfg = PromptConfig(style=spec.scoring, shots=spec.shots if spec.fewshot_split else 0)
         out[task] = run_task(
             model,
             tokenizer,
             task,
             model_id=profile.evals.model,
-            prompt=cfg,
+            overrides=(overrides or {}).get(task),
             max_items=profile.evals.public_max_items,
             path=path,
+            fewshot_path=(fewshot_paths or {}).get(task),
             use_datasets=path is None,
             batch_size=profile.evals.batch_size,
             progress=progress,
@@ -460,19 +547,112 @@ def public_runs(
     return out
 
 
-def public_comparison(results: Mapping[str, TaskResult], published: Mapping[str, float] | None) -> list[dict]:
-    """Our accuracy per benchmark family (unweighted mean over its configs) beside a model card's.
+def group_score(results: Mapping[str, TaskResult], group: str, metric: str = "acc") -> dict:
+    """A task group's score from its members' results, with the group's stated aggregation.
 
-    Families: ``kmmlu``, ``haerae``, ``click``, and ``kobest`` (all ``kobest_*`` tasks).
+    ``micro`` weighs every item equally (lm-eval's ``weight_by_size: true``), ``macro`` every member
+    task. The SE is cluster-robust over all member items (:func:`~labkit.evals.stats.combine_means`).
+    Members without a result are listed in ``missing`` (the score then covers only those run).
+
+    Raises
+    ------
+    UnknownGroupError, EvalError (no member was run)
     """
-    fams: dict[str, list[Estimate]] = {}
-    for task, res in results.items():
-        base = task.split(":", 1)[0]
-        fam = "kobest" if base.startswith("kobest_") else base
-        fams.setdefault(fam, []).append(res.estimate("acc"))
+    from .tasks import get_group
+
+    g = get_group(group)
+    have = [m for m in g.members if m in results]
+    if not have:
+        raise EvalError(f"group {group!r}: none of its {len(g.members)} members has a result")
+    sizes = {m: len(results[m].records) for m in have}
+    total = sum(sizes.values())
+    cells = []
+    for m in have:
+        res = results[m]
+        a = sizes[m] / total if g.aggregation == "micro" else 1 / len(have)
+        cells.append((res.correct(metric), res.clusters(), a))
+    est = combine_means(cells)
+    return dict(
+        group=group,
+        aggregation=g.aggregation,
+        reference=g.reference,
+        estimate=est,
+        members_run=have,
+        missing=[m for m in g.members if m not in results],
+        sizes=sizes,
+    )
+
+
+#: How the HyperCLOVAX-SEED model cards say their numbers were obtained (harness and prompts unstated).
+CARD_PROTOCOL = dict(shots=5, metric="acc", items="full benchmark", harness="not stated")
+
+#: Which group (or single task) stands for each card column.
+CARD_FAMILIES = {"kmmlu": "kmmlu", "haerae": "haerae", "kobest": "kobest", "click": "click"}
+
+
+def public_comparison(
+    results: Mapping[str, TaskResult],
+    published: Mapping[str, float] | None,
+    card: Mapping[str, object] = CARD_PROTOCOL,
+) -> list[dict]:
+    """Our score per benchmark family beside a model card's, saying per row why it is not like for like.
+
+    Families are task groups (:data:`labkit.evals.tasks.GROUPS`, micro-averaged as lm-eval's) or a
+    single task (``click``). ``why_not`` lists every known difference from the card's protocol
+    (``card``): shots, members not run (e.g. 3 of KMMLU's 45 subjects), item caps, subsets, and the
+    card's unstated harness. ``like_for_like`` is true only when that list is empty.
+    """
+    from .tasks import GROUPS
+
     rows = []
-    for fam, ests in fams.items():
-        agg = aggregate({str(i): e for i, e in enumerate(ests)}, {str(i): fam for i in range(len(ests))})
-        e = agg["categories"][fam]
-        rows.append(dict(benchmark=fam, ours=e.value, se=e.se, n=e.n, published=(published or {}).get(fam)))
+    for fam, key in CARD_FAMILIES.items():
+        if key in GROUPS:
+            members = [t for t in results if t in GROUPS[key].members or t == key]
+            if not members:
+                continue
+            if key in results:
+                gs = None
+                est = results[key].estimate("acc", clustered=True)
+                used = [key]
+            else:
+                gs = group_score(results, key)
+                est, used = gs["estimate"], gs["members_run"]
+        elif key in results:
+            gs, est, used = None, results[key].estimate("acc", clustered=True), [key]
+        else:
+            continue
+        why = []
+        shots = sorted({results[t].prompt.shots for t in used})
+        if shots != [card["shots"]]:
+            why.append(f"shots {'/'.join(map(str, shots))} here vs {card['shots']} on the card")
+        if gs is not None and gs["missing"]:
+            why.append(f"{len(used)} of {len(GROUPS[key].members)} members run")
+        capped = [
+            t
+            for t in used
+            if results[t].meta.get("max_items") is not None
+            and len(results[t].records) >= int(results[t].meta["max_items"])
+        ]
+        if capped:
+            why.append(
+                f"capped at {results[capped[0]].meta['max_items']} items per task ({len(capped)} task(s))"
+            )
+        subs = {tuple(results[t].meta.get("subsets") or ()) for t in used} - {()}
+        if subs:
+            why.append(f"subset {', '.join(next(iter(subs)))} (the card's subset is not stated)")
+        if card.get("harness") == "not stated":
+            why.append("the card does not state its harness or prompts")
+        rows.append(
+            dict(
+                benchmark=fam,
+                ours=est.value,
+                se=est.se,
+                n=est.n,
+                aggregation=gs["aggregation"] if gs else "single task",
+                shots="/".join(map(str, shots)),
+                published=(published or {}).get(fam),
+                like_for_like=not why,
+                why_not="; ".join(why),
+            )
+        )
     return rows

@@ -18,13 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..paths import data_path
-from .errors import EvalDataError, UnknownTaskError
+from .errors import EvalDataError, UnknownGroupError, UnknownTaskError
 from .schema import Item, check_unique_ids, item_from_dict, make_item, read_jsonl, validate_record
 
 __all__ = [
+    "GROUPS",
+    "KMMLU_SUBJECTS",
     "KOEN_CATEGORIES",
     "TASKS",
+    "TaskGroup",
     "TaskSpec",
+    "get_group",
     "get_task",
     "load_fewshot",
     "load_records",
@@ -58,6 +62,19 @@ class TaskSpec:
         Key of the cloze prompt in :data:`labkit.evals.prompts.CLOZE_TEMPLATES`.
     required, optional:
         Raw record fields (the real dataset layout).
+    sampler:
+        Few-shot sampler of the reference protocol: ``"first_n"`` (lm-eval's MMLU: the first n dev
+        items) or ``"random"`` (lm-eval's default; KMMLU).
+    same_subject_shots:
+        Draw shots only from dev items of the test item's own subject (``category``), as lm-eval does
+        by running each MMLU/KMMLU subject as its own task.
+    subject_header:
+        Start the prompt with lm-eval's MMLU description line naming the subject.
+    subsets:
+        The ``category`` values the reference run keeps (HCX's CLIcK subset); ``None`` keeps all.
+    shuffle_options:
+        Shuffle each item's options with a seeded per-item permutation (HCX did so for ARC, whose
+        gold positions are biased).
     """
 
     name: str
@@ -78,6 +95,12 @@ class TaskSpec:
     licence: str = "unknown"
     notes: str = ""
     configs: tuple[str, ...] = field(default_factory=tuple)
+    sampler: str = "random"
+    same_subject_shots: bool = False
+    subject_header: bool = False
+    subsets: tuple[str, ...] | None = None
+    shuffle_options: bool = False
+    protocol_notes: str = ""
 
 
 # --------------------------------------------------------------------------- converters
@@ -317,6 +340,55 @@ def _labkit(r: dict, where: str, task: str) -> Item:
 
 
 # --------------------------------------------------------------------------- registry
+#: KMMLU's 45 subjects (the ``dataset_name`` of lm-eval 0.4.13's ``kmmlu_*`` tasks).
+KMMLU_SUBJECTS: tuple[str, ...] = (
+    "Accounting",
+    "Agricultural-Sciences",
+    "Aviation-Engineering-and-Maintenance",
+    "Biology",
+    "Chemical-Engineering",
+    "Chemistry",
+    "Civil-Engineering",
+    "Computer-Science",
+    "Construction",
+    "Criminal-Law",
+    "Ecology",
+    "Economics",
+    "Education",
+    "Electrical-Engineering",
+    "Electronics-Engineering",
+    "Energy-Management",
+    "Environmental-Science",
+    "Fashion",
+    "Food-Processing",
+    "Gas-Technology-and-Engineering",
+    "Geomatics",
+    "Health",
+    "Industrial-Engineer",
+    "Information-Technology",
+    "Interior-Architecture-and-Design",
+    "Korean-History",
+    "Law",
+    "Machine-Design-and-Manufacturing",
+    "Management",
+    "Maritime-Engineering",
+    "Marketing",
+    "Materials-Engineering",
+    "Math",
+    "Mechanical-Engineering",
+    "Nondestructive-Testing",
+    "Patent",
+    "Political-Science-and-Sociology",
+    "Psychology",
+    "Public-Safety",
+    "Railway-and-Automotive-Engineering",
+    "Real-Estate",
+    "Refrigerating-Machinery",
+    "Social-Welfare",
+    "Taxation",
+    "Telecommunications-and-Wireless-Technology",
+)
+
 _KOBEST = dict(
     hf_path="skt/kobest_v1",
     fewshot_split="train",
@@ -397,9 +469,12 @@ TASKS: dict[str, TaskSpec] = {
             hf_path="HAERAE-HUB/KMMLU",
             fewshot_split="dev",
             licence="CC-BY-ND-4.0",
-            configs=("Accounting", "Korean-History", "Math"),
+            configs=KMMLU_SUBJECTS,
+            same_subject_shots=True,
             notes="lm-eval prompt ends in a full-width colon '정답：' (U+FF1A); fixed to ':'; "
             "lm-eval's group is a micro average, the KMMLU paper's a macro average",
+            protocol_notes="5 shots = the subject's 5 dev items, in a seeded per-item order (lm-eval's "
+            "default sampler on each subject's dev split)",
         ),
         TaskSpec(
             "haerae",
@@ -433,8 +508,10 @@ TASKS: dict[str, TaskSpec] = {
             test_split="train",
             fewshot_split=None,
             licence="not stated",
+            subsets=("popular", "politics", "tradition"),
             notes="lm-eval lists only options A-D for 5-option CSAT items and writes 'A:' without a "
             "space; fixed (all options shown)",
+            protocol_notes="HCX used only the pop-culture, politics and tradition categories",
         ),
         TaskSpec(
             "mmlu",
@@ -451,6 +528,11 @@ TASKS: dict[str, TaskSpec] = {
             hf_name="all",
             fewshot_split="dev",
             licence="MIT",
+            sampler="first_n",
+            same_subject_shots=True,
+            subject_header=True,
+            protocol_notes="lm-eval: the subject's description line, then the first 5 dev items of "
+            "the same subject",
         ),
         TaskSpec(
             "arc",
@@ -467,7 +549,10 @@ TASKS: dict[str, TaskSpec] = {
             fewshot_split="train",
             licence="CC-BY-SA-4.0",
             configs=("ARC-Easy", "ARC-Challenge"),
+            shuffle_options=True,
             notes="HCX shuffles the options (biased positions) and scores by prefix match",
+            protocol_notes="options shuffled per item as HCX did; scored by letter choice, not by HCX's "
+            "generative prefix match; run Easy and Challenge (group 'arc_all')",
         ),
         TaskSpec(
             "hellaswag",
@@ -568,6 +653,7 @@ def load_task(
     use_datasets: bool = False,
     split: str | None = None,
     config: str | None = None,
+    subsets: Sequence[str] | None = None,
 ) -> list[Item]:
     """Load the items of a registered task.
 
@@ -580,9 +666,15 @@ def load_task(
     lang:
         Keep only items of this language (``koen_parallel``).
     max_items:
-        Keep the first ``n`` items (per language) in file order.
+        Keep ``n`` items, taken round-robin over categories (:func:`take_balanced`). For a parallel
+        task (items with a ``pair_id``) the choice is made on *pairs*, before the language filter:
+        each language keeps its items of the same ``n`` pairs, so the Korean and English runs of one
+        ``max_items`` hold the same questions (a Korean-only pair has no English item).
     use_datasets:
         Load through ``datasets.load_dataset`` (workstation; needs the network or its cache).
+    subsets:
+        Keep only items whose ``category`` is one of these (e.g. HCX's CLIcK subset); a name that
+        no item carries is an :class:`EvalDataError` naming it.
 
     Raises
     ------
@@ -604,11 +696,28 @@ def load_task(
         recs = load_records(spec, path)
     items = _convert(spec, recs, strict=not (path is None and use_datasets))
     check_unique_ids(items, str(path or spec.hf_path))
+    if subsets is not None:
+        have = sorted({str(it.category) for it in items})
+        unknown = [x for x in subsets if x not in have]
+        if unknown:
+            raise EvalDataError(f"task {name!r}: subset(s) {unknown} not in the data; its subsets are {have}")
+        items = [it for it in items if it.category in set(subsets)]
+    if max_items is not None and any("pair_id" in it.meta for it in items):
+        items = _take_pairs(items, max_items)
     if lang is not None:
         items = [it for it in items if it.lang == lang]
-    if max_items is not None:
+    if max_items is not None and not any("pair_id" in it.meta for it in items):
         items = take_balanced(items, max_items)
     return items
+
+
+def _take_pairs(items: Sequence[Item], n: int) -> list[Item]:
+    """Items of the first ``n`` pairs, taken round-robin over categories (pairs in file order)."""
+    first: dict[str, Item] = {}
+    for it in items:
+        first.setdefault(str(it.meta.get("pair_id", it.id)), it)
+    keep = {str(it.meta.get("pair_id", it.id)) for it in take_balanced(list(first.values()), n)}
+    return [it for it in items if str(it.meta.get("pair_id", it.id)) in keep]
 
 
 def take_balanced(items: Sequence[Item], n: int) -> list[Item]:
@@ -664,11 +773,110 @@ def task_table() -> list[dict]:
             hcx_category=t.hcx_category,
             shots=t.shots,
             scoring=t.scoring,
+            sampler=("same-subject " if t.same_subject_shots else "") + t.sampler if t.shots else "—",
+            subsets=", ".join(t.subsets) if t.subsets else "all",
+            shuffled=t.shuffle_options,
             metric=t.metric,
             source=t.hf_path or "package data",
             licence=t.licence,
             notes=t.notes,
+            protocol=t.protocol_notes,
         )
         for t in TASKS.values()
         if t.name != "labkit_jsonl"
     ]
+
+
+# --------------------------------------------------------------------------- groups
+@dataclass(frozen=True)
+class TaskGroup:
+    """A benchmark made of several registry tasks, with its aggregation stated.
+
+    ``aggregation`` is ``"micro"`` (every item weighs the same: lm-eval's ``weight_by_size: true``)
+    or ``"macro"`` (every member weighs the same). ``reference`` says whose convention it is.
+    """
+
+    name: str
+    benchmark: str
+    members: tuple[str, ...]
+    aggregation: str
+    reference: str
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in ("micro", "macro"):
+            raise EvalDataError(
+                f"TaskGroup {self.name!r}: aggregation={self.aggregation!r} must be micro/macro"
+            )
+
+
+GROUPS: dict[str, TaskGroup] = {
+    g.name: g
+    for g in [
+        TaskGroup(
+            "kobest",
+            "KoBEST (5 tasks)",
+            tuple(t for t in TASKS if t.startswith("kobest_")),
+            "micro",
+            "lm-eval 0.4.13 group 'kobest' (weight_by_size: true)",
+        ),
+        TaskGroup(
+            "kmmlu",
+            "KMMLU (45 subjects)",
+            tuple(f"kmmlu:{c}" for c in KMMLU_SUBJECTS),
+            "micro",
+            "lm-eval 0.4.13 group 'kmmlu' (weight_by_size: true)",
+            "the KMMLU paper (and HCX's copied numbers) use the macro average over subjects",
+        ),
+        TaskGroup(
+            "kmmlu_macro",
+            "KMMLU (45 subjects, macro)",
+            tuple(f"kmmlu:{c}" for c in KMMLU_SUBJECTS),
+            "macro",
+            "KMMLU paper (Son et al. 2024), as its lm-eval README says",
+        ),
+        TaskGroup(
+            "haerae",
+            "HAE-RAE Bench (lm-eval's 5 subsets)",
+            tuple(f"haerae:{c}" for c in TASKS["haerae"].configs),
+            "micro",
+            "lm-eval 0.4.13 group 'haerae' (weight_by_size: true)",
+            "reading comprehension is not in lm-eval's copy",
+        ),
+        TaskGroup(
+            "arc_all",
+            "ARC (Easy + Challenge)",
+            ("arc:ARC-Easy", "arc:ARC-Challenge"),
+            "micro",
+            "HCX reports one ARC score for Easy + Challenge; its weighting is not stated (micro assumed)",
+        ),
+    ]
+}
+
+
+def get_group(name: str) -> TaskGroup:
+    """Group lookup; :class:`UnknownGroupError` lists the known groups."""
+    try:
+        return GROUPS[name]
+    except KeyError:
+        raise UnknownGroupError(f"unknown group {name!r}; known groups: {sorted(GROUPS)}") from None
+
+
+def protocol(name: str) -> dict:
+    """The registry's evaluation protocol of ``name`` (``task`` or ``task:config``) as keyword
+    arguments of :class:`~labkit.evals.prompts.PromptConfig` plus ``subsets``.
+
+    This is what :func:`labkit.evals.runner.run_task` and ``labkit eval run`` use unless told
+    otherwise: shots, sampler, same-subject shots, the subject header, option shuffling, the scoring
+    style and the benchmark's subset.
+    """
+    spec = get_task(name.split(":", 1)[0])
+    return dict(
+        style=spec.scoring,
+        shots=spec.shots,
+        sampler=spec.sampler,
+        same_subject=spec.same_subject_shots,
+        subject_header=spec.subject_header,
+        shuffle_options=spec.shuffle_options,
+        subsets=spec.subsets,
+    )
