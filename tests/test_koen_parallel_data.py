@@ -384,3 +384,62 @@ def test_overlap_baseline_detects_copied_answers(items):
         r["choices"] = [f"zq{k}x{k}" for k in range(4)]
         r["choices"][r["label"]] = r["passage"].split(". ")[0]
     assert overlap_baseline(reading) == 1.0
+
+
+# ----------------------------------------------------------------------- near-duplicates and the source
+
+TWIN_JACCARD = 0.6  # word-set overlap at which two questions count as one template
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", _norm(text)))
+
+
+def template_twins(a: list[dict], b: list[dict] | None = None) -> list[tuple[str, str, float]]:
+    """Question pairs (same language, reading excluded: its questions share a passage by design) whose
+    word sets overlap by at least :data:`TWIN_JACCARD`; within ``a`` if ``b`` is None, else across."""
+    out = []
+    for i, x in enumerate(a):
+        for y in a[i + 1 :] if b is None else b:
+            if x["lang"] != y["lang"] or "reading" in (x["category"], y["category"]):
+                continue
+            wx, wy = _words(x["question"]), _words(y["question"])
+            j = len(wx & wy) / len(wx | wy)
+            if j >= TWIN_JACCARD:
+                out.append((x["id"], y["id"], round(j, 2)))
+    return out
+
+
+def test_no_template_twins_within_test_or_with_fewshot(items, fewshot):
+    assert template_twins(items) == []
+    assert template_twins(items, fewshot) == []
+
+
+def test_twin_check_can_fail(items, fewshot):
+    records = copy.deepcopy(items)
+    fs = next(r for r in fewshot if r["id"] == "know-fs01-en")  # "What is the capital of Italy?"
+    target = next(r for r in records if r["id"] == "know-005-en")
+    target["question"] = fs["question"].replace("Italy", "France")
+    assert ("know-005-en", "know-fs01-en", 0.71) in template_twins(records, fewshot)
+
+
+def _builder():
+    script = REPO / "tools" / "koen_parallel_build.py"
+    if not script.exists():
+        pytest.skip("generator script not present (installed package without the repository)")
+    spec = importlib.util.spec_from_file_location("koen_parallel_build", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_source_is_data_and_arithmetic_is_not_eval():
+    b = _builder()
+    builder_text = (REPO / "tools" / "koen_parallel_build.py").read_text()
+    assert not hasattr(b, "SOURCES") and "eval(" not in builder_text
+    for name in (*CATEGORIES, "fewshot"):
+        assert data_path("koen_parallel", "source", f"{name}.txt").is_file()
+    assert b.arith("25 * 16") == 400 and b.arith("ceil(50 / 6) - 2 ** 3") == 1
+    for bad in ("__import__('os').getcwd()", "open('x')", "ceil(1, 2)", "x + 1", "[1][0]"):
+        with pytest.raises(b.BuildError, match="not an arithmetic expression"):
+            b.arith(bad)
