@@ -219,7 +219,7 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
         h.update(line.encode())
     fp = h.hexdigest()[:16]
     if sig is not None:
-        object.__setattr__(model, "_labkit_fingerprint", (sig, fp))
+        model._labkit_fingerprint = (sig, fp)  # a memo (a tuple: nn.Module stores it as a plain attribute)
     return fp
 
 
