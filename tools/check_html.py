@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                 n = sum(len(v) for k, v in res["problems"].items() if k not in args.allow)
                 allowed = sum(len(v) for k, v in res["problems"].items() if k in args.allow)
                 status = f"FAIL ({n})" if n else (f"ok ({allowed} allowed)" if allowed else "ok")
-                print(f"{status:>10}  {res['page']}  [{res['seconds']} s]", flush=True)
+                print(f"{status:>15}  {res['page']}  [{res['seconds']} s]", flush=True)
                 for kind, items in res["problems"].items():
                     for item in items:
                         print(f"            {kind}{' (allowed)' if kind in args.allow else ''}: {item}")
