@@ -212,3 +212,10 @@ def test_cli_follows_the_registry_and_records_overrides(tmp_path, capsys):
         == 1
     )
     assert "subset(s) ['nope'] not in the data" in capsys.readouterr().err
+
+
+def test_a_subject_config_names_the_subject_of_test_and_dev_items():
+    test = load_task("kmmlu:Accounting", path=FIX / "kmmlu.jsonl")
+    dev = load_fewshot("kmmlu:Accounting", path=FIX / "kmmlu_dev.jsonl")
+    assert {it.category for it in test} == {it.category for it in dev} == {"Accounting"}
+    assert {it.category for it in load_task("kmmlu", path=FIX / "kmmlu.jsonl")} == {"Korean-History", "Math"}

@@ -11,6 +11,7 @@ The book's own parallel Korean/English set is task ``koen_parallel`` (package da
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Sequence
@@ -695,6 +696,9 @@ def load_task(
             )
         recs = load_records(spec, path)
     items = _convert(spec, recs, strict=not (path is None and use_datasets))
+    if config and spec.same_subject_shots and config != spec.hf_name:
+        # one subject per config (KMMLU's 45): the config names the subject of test and dev alike
+        items = [dataclasses.replace(it, category=config) for it in items]
     check_unique_ids(items, str(path or spec.hf_path))
     if subsets is not None:
         have = sorted({str(it.category) for it in items})
@@ -760,7 +764,7 @@ def load_fewshot(
     path = path or _default_path(spec, "fewshot")
     if path is None:
         return []
-    return load_task(name, path=path, lang=lang)
+    return load_task(name, path=path, lang=lang, config=config)
 
 
 def task_table() -> list[dict]:
