@@ -170,14 +170,35 @@ def test_public_runs_from_local_files_and_comparison(tmp_path):
         group_score(res, "nope")
 
 
-def test_comparison_systems_fallback_says_why(tmp_path, monkeypatch):
-    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
+def test_comparison_systems_fallback_and_converted_pair(tmp_path, monkeypatch):
     m, t = tiny_llama("tiny-llama", seed=2)
     prof = get_profile("smoke")
     base, var = PromptConfig(style="letters"), PromptConfig(style="letters", chat=True)
-    plan = comparison_systems(prof, m, t, base, var)
+    plan = comparison_systems(prof, m, t, base, var, why="no cached Part I conversion at /x")
     assert plan.prompt_a == var and plan.prompt_b == base and plan.model_a is plan.model_b
-    assert "prompting variants" in plan.why
+    assert plan.why == "no cached Part I conversion at /x, so two prompting variants are compared"
+    other, _ = tiny_llama("tiny-llama", seed=3)
+    plan = comparison_systems(
+        prof, m, t, base, var, converted=(other, t, m, t, "moe-k", "dense"), why="found"
+    )
+    assert plan.model_a is other and plan.model_b is m and plan.prompt_a == plan.prompt_b == base
+    assert (plan.id_a, plan.id_b, plan.why, plan.label_b) == (
+        "moe-k",
+        "dense",
+        "found",
+        "dense parent (dense)",
+    )
+
+
+def test_evals_does_not_import_part_one():
+    import ast
+
+    for path in (Path(__file__).parents[1] / "src" / "labkit" / "evals").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith(("moe", "labkit.moe")), path.name
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("labkit.moe") for a in node.names), path.name
 
 
 def test_md_table():

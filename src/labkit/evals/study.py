@@ -9,7 +9,8 @@
 * :func:`category_scores` / :func:`results_card`: HCX-style category means, Overall, n and CIs, written
   as JSON and CSV;
 * :func:`comparison_systems`: which two systems the statistics chapter compares (Part I's converted
-  MoE vs its dense parent when its cached conversion exists, else two prompting variants).
+  MoE vs its dense parent when the chapter found Part I's cached conversion, else two prompting
+  variants).
 """
 
 from __future__ import annotations
@@ -369,41 +370,40 @@ class ComparisonPlan:
     why: str
 
 
-def comparison_systems(profile, model, tokenizer, base_prompt, variant_prompt) -> ComparisonPlan:
-    """Part I's converted MoE vs its dense parent if the cached conversion exists, else two prompting
-    variants of ``model`` (A = ``variant_prompt``, B = ``base_prompt``).
+def comparison_systems(
+    profile,
+    model,
+    tokenizer,
+    base_prompt,
+    variant_prompt,
+    *,
+    converted: tuple | None = None,
+    why: str = "",
+) -> ComparisonPlan:
+    """The two systems the statistics chapter compares.
 
-    Only a *missing* Part I (``ImportError``) or a missing cached conversion selects the fallback;
-    any other error propagates, and :attr:`ComparisonPlan.why` says which pair was chosen and why.
+    ``converted`` is ``(moe, moe_tokenizer, dense, dense_tokenizer, moe_id, dense_id)`` — Part I's
+    converted MoE and its dense parent, which the chapter loads itself when Part I's cached conversion
+    exists (labkit.evals does not import Part I). They are then compared under ``base_prompt``.
+    Without it, two prompting variants of ``model`` are compared (A = ``variant_prompt``,
+    B = ``base_prompt``). ``why`` says why this pair was chosen and ends up in
+    :attr:`ComparisonPlan.why`.
     """
-    try:
-        from ..moe.pipeline import ConversionConfig, conversion_dir, dense_reference, load_or_convert
-    except ImportError as err:
-        why = f"labkit.moe is not importable ({err}), so two prompting variants are compared"
-    else:
-        cfg = ConversionConfig.from_profile(profile)
-        folder = conversion_dir(cfg)
-        if (folder / "model").is_dir() and (folder / "report.json").is_file():
-            moe, moe_tok, _ = load_or_convert(cfg, progress=False)
-            moe.eval()
-            if cfg.model == profile.evals.model:
-                dense, dense_tok = model, tokenizer
-            else:
-                dense, dense_tok = dense_reference(cfg)
-            return ComparisonPlan(
-                "LaDiMo MoE (Part I)",
-                f"dense parent ({cfg.model})",
-                moe,
-                moe_tok,
-                dense,
-                dense_tok,
-                f"moe-{cfg.key()}",
-                cfg.model,
-                base_prompt,
-                base_prompt,
-                f"Part I's cached conversion {folder.name} of {cfg.model} was found",
-            )
-        why = f"no cached Part I conversion at {folder}, so two prompting variants are compared"
+    if converted is not None:
+        moe, moe_tok, dense, dense_tok, moe_id, dense_id = converted
+        return ComparisonPlan(
+            "LaDiMo MoE (Part I)",
+            f"dense parent ({dense_id})",
+            moe,
+            moe_tok,
+            dense,
+            dense_tok,
+            moe_id,
+            dense_id,
+            base_prompt,
+            base_prompt,
+            why or "Part I's cached conversion was found",
+        )
     return ComparisonPlan(
         "letters, chat template",
         "letters, plain prompt",
@@ -415,7 +415,7 @@ def comparison_systems(profile, model, tokenizer, base_prompt, variant_prompt) -
         profile.evals.model,
         variant_prompt,
         base_prompt,
-        why,
+        (why or "no Part I conversion was given") + ", so two prompting variants are compared",
     )
 
 
