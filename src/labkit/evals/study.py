@@ -556,7 +556,10 @@ def group_score(results: Mapping[str, TaskResult], group: str, metric: str = "ac
 
     Raises
     ------
-    UnknownGroupError, EvalError (no member was run)
+    UnknownGroupError
+        ``group`` is not a known group.
+    EvalError
+        No member of the group has a result.
     """
     from .tasks import get_group
 

@@ -34,6 +34,7 @@ __all__ = [
     "load_fewshot",
     "load_records",
     "load_task",
+    "protocol",
     "take_balanced",
     "task_table",
 ]
