@@ -54,7 +54,9 @@ from .storage import (
 )
 
 __all__ = [
+    "MODEL_DTYPES",
     "TINY_CONFIGS",
+    "DeviceError",
     "ModelNotAvailableError",
     "UnknownModelError",
     "WeightsMismatchError",

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from .data import ChoiceItem
 
-__all__ = ["latency", "mc_accuracy", "perplexity"]
+__all__ = ["latency", "latency_side_by_side", "mc_accuracy", "perplexity"]
 
 
 def _device(model: torch.nn.Module) -> torch.device:
