@@ -327,6 +327,19 @@ def test_flipped_bit_in_a_layer_checkpoint_is_caught_and_retrained(tmp_path, mon
         assert torch.equal(model(ids).logits, ref(ids).logits)  # retrained layers: same bytes
 
 
+def test_cleanup_after_a_conversion_removes_only_its_own_files(tmp_path, monkeypatch):
+    """The capture and the layer checkpoints go once the model is saved; a file someone else put in
+    those folders stays."""
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "c"))
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "notes.txt").write_text("mine")
+    pipeline.convert(TINY, progress=False, folder=run)
+    assert (run / "checkpoints" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["notes.txt"]
+    assert not (run / "acts").exists() and (run / "model" / "model.safetensors").is_file()
+
+
 def test_damaged_cached_conversion_is_rebuilt_from_its_checkpoints(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
     ref, _, _ = pipeline.convert(TINY, progress=False, keep_checkpoints=True)

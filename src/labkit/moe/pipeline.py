@@ -20,7 +20,6 @@ import hashlib
 import json
 import math
 import resource
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -442,11 +441,24 @@ def _convert_locked(
     }
     io.save_moe(model, model_dir, tok, extra={"key": cfg.key()})
     atomic_write_text(report_path, json.dumps(report, indent=1))
-    if not keep_activations:
-        shutil.rmtree(folder / "acts", ignore_errors=True)  # this run's own capture, under its lock
-    if not keep_checkpoints:
-        shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # this run's own, now in model/
+    if not keep_activations:  # this run's own capture files, under its lock
+        _remove_files(folder / "acts", ("*/x_*.npy", "*/y_*.npy", "*/meta.json"))
+    if not keep_checkpoints:  # now inside model/
+        _remove_files(folder / "checkpoints", ("layer_*.safetensors", "layer_*.json"))
     return model, tok, report
+
+
+def _remove_files(root: Path, patterns: tuple[str, ...]) -> None:
+    """Delete the files labkit wrote under ``root`` (by name pattern), then the folders left empty;
+    anything else someone put there stays."""
+    for pattern in patterns:
+        for f in root.glob(pattern):
+            f.unlink(missing_ok=True)
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(d.iterdir()):
+            d.rmdir()
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
 
 
 def load_or_convert(
