@@ -37,6 +37,8 @@ import sys
 import unicodedata
 from pathlib import Path
 
+from labkit.evals.tasks import KOEN_FIELDS
+
 CATEGORIES = ("knowledge", "commonsense", "arithmetic", "reading", "korean_culture")
 PREFIX = {
     "knowledge": "know",
@@ -46,18 +48,7 @@ PREFIX = {
     "korean_culture": "kcul",
 }
 PAIRED = {"knowledge", "commonsense", "arithmetic", "reading"}
-FIELDS = (
-    "id",
-    "pair_id",
-    "lang",
-    "category",
-    "question",
-    "choices",
-    "label",
-    "passage_id",
-    "passage",
-    "answer_number",
-)
+FIELDS = KOEN_FIELDS  # the item schema the task loader reads
 SEED = "labkit-koen-parallel-v1"
 
 
