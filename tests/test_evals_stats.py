@@ -109,3 +109,61 @@ def test_wilson_and_holm():
     lo, hi = wilson_ci(0, 10)
     assert lo == pytest.approx(0.0, abs=1e-12) and 0.2 < hi < 0.35
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (57, 200)])
+def test_wilson_ci_equals_the_textbook_formula(k, n):
+    z = sps.norm.ppf(0.975)
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    assert wilson_ci(k, n) == pytest.approx((centre - half, centre + half), abs=1e-12)
+    z90 = sps.norm.ppf(0.95)  # another z: the confidence level scipy is given follows it
+    lo90, hi90 = wilson_ci(k, n, z=z90)
+    lo, hi = wilson_ci(k, n)
+    assert lo <= lo90 <= hi90 <= hi
+    with pytest.raises(EvalError):
+        wilson_ci(11, 10)
+
+
+def test_permutation_test_exact_for_small_n_matches_enumeration():
+    a = np.array([1.0, 1.0, 0.0, 1.0, 1.0, 0.0])
+    b = np.array([0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    obs = abs(a.mean() - b.mean())
+    hits = 0
+    for mask in range(2**a.size):  # every swap pattern
+        swap = np.array([(mask >> i) & 1 for i in range(a.size)], bool)
+        xa, ya = np.where(swap, b, a), np.where(swap, a, b)
+        hits += abs(xa.mean() - ya.mean()) >= obs - 1e-12
+    assert permutation_test(a, b, B=2000) == pytest.approx(hits / 2**a.size)
+
+
+def test_permutation_test_randomised_matches_a_hand_loop():
+    rng = np.random.default_rng(3)
+    a = (rng.random(120) < 0.6).astype(float)
+    b = (rng.random(120) < 0.45).astype(float)
+    obs = abs(a.mean() - b.mean())
+    loop = np.random.default_rng(7)
+    hits = 0
+    for _ in range(4000):
+        swap = loop.random(a.size) < 0.5
+        hits += abs(np.where(swap, b, a).mean() - np.where(swap, a, b).mean()) >= obs - 1e-12
+    by_hand = (hits + 1) / 4001
+    assert permutation_test(a, b, B=4000, seed=0) == pytest.approx(by_hand, abs=0.02)
+    # a statistic scipy cannot vectorise goes through the same path
+    p_med = permutation_test(a, b, B=200, seed=0, statistic=lambda v: float(np.median(v)))
+    assert 0 < p_med <= 1
+
+
+def test_item_bootstrap_matches_a_hand_resampling():
+    rng = np.random.default_rng(5)
+    x = (rng.random(400) < 0.3).astype(float)
+    e = bootstrap(x, B=4000, seed=2)
+    loop = np.random.default_rng(11)
+    reps = np.array([x[loop.integers(0, x.size, x.size)].mean() for _ in range(4000)])
+    assert e.se == pytest.approx(reps.std(ddof=1), rel=0.08)
+    assert e.ci == pytest.approx(tuple(np.quantile(reps, [0.025, 0.975])), abs=0.01)
+    assert e.value == x.mean() and e.n == 400 and e.n_clusters is None
+    custom = bootstrap(x, B=200, seed=2, statistic=lambda v: float(np.mean(v)))
+    assert custom.value == pytest.approx(x.mean()) and custom.se > 0

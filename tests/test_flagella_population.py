@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from labkit.flagella import (
     FlagellaError,
@@ -62,3 +63,28 @@ def test_population_experiment_reproduces_the_paper_qualitatively():
     assert abs(fm.slope) < 0.3 * abs(fu.slope)
     with pytest.raises(FlagellaError, match="n_cells"):
         population_experiment(ecoli(), 0)
+
+
+def test_binned_mean_is_stable_for_a_large_offset():
+    # the old one-pass variance Σy² − n·ȳ² lost every digit here; binned_statistic does not
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 1, 2000)
+    y = 1e9 + rng.normal(0, 1e-3, x.size)
+    _, m, s, n = binned_mean(x, y, [0.0, 0.5, 1.0])
+    for k, sel in enumerate((x < 0.5, x >= 0.5)):
+        assert s[k] == pytest.approx(y[sel].std(ddof=1) / np.sqrt(sel.sum()), rel=1e-6)
+    _, m1, s1, n1 = binned_mean([0.1, 0.7], [1.0, 2.0], [0.0, 0.5, 1.0, 2.0])
+    assert n1.tolist() == [1, 1, 0] and np.isnan(s1).all() and np.isnan(m1[2])
+
+
+def test_fit_slope_matches_the_normal_equations():
+    rng = np.random.default_rng(9)
+    x = rng.uniform(0, 5, 50)
+    y = 2.0 * x + 1.0 + rng.normal(0, 0.5, x.size)
+    f = fit_slope(x, y, confidence=0.9)
+    X = np.column_stack([x, np.ones_like(x)])
+    coef, rss, *_ = np.linalg.lstsq(X, y, rcond=None)
+    se = np.sqrt(rss[0] / (x.size - 2) / np.sum((x - x.mean()) ** 2))
+    t = sps.t.ppf(0.95, x.size - 2)
+    assert (f.slope, f.intercept, f.stderr) == pytest.approx((coef[0], coef[1], se), rel=1e-10)
+    assert (f.ci_low, f.ci_high) == pytest.approx((coef[0] - t * se, coef[0] + t * se), rel=1e-10)

@@ -9,9 +9,11 @@ Follows Miller, *Adding Error Bars to Evals* (arXiv:2411.00640):
   ``cov_type="cluster"`` gives; the default); one cluster gives no standard error (NaN);
 * linear combinations of several benchmarks' means (category means, Overall) with a cluster-robust
   SE that keeps the covariance of benchmarks sharing clusters (a Korean item and its English twin);
-* bootstrap percentile intervals (item or cluster resampling) for non-mean metrics;
+* bootstrap percentile intervals (item resampling by :func:`scipy.stats.bootstrap`, or cluster
+  resampling) for non-mean metrics;
 * paired comparisons of two models on the same items: paired SE and CI, McNemar's exact test,
-  paired bootstrap (Koehn 2004) and approximate randomisation (permutation);
+  paired bootstrap (Koehn 2004) and approximate randomisation (:func:`scipy.stats.permutation_test`);
+* the Wilson interval of a proportion (:func:`scipy.stats.binomtest`, ``.proportion_ci``);
 * power: minimum detectable difference and the items needed to detect one;
 * HCX-style aggregation: unweighted category means and an unweighted Overall, with SEs
   ``sqrt(Σ SE_k²)/K`` for disjoint item sets.
@@ -19,8 +21,9 @@ Follows Miller, *Adding Error Bars to Evals* (arXiv:2411.00640):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -94,14 +97,18 @@ def mean_se(scores: Sequence[float]) -> Estimate:
 
 
 def wilson_ci(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for ``k`` successes in ``n`` trials (better than ±1.96·SE near 0 or 1)."""
+    """Wilson score interval for ``k`` successes in ``n`` trials (better than ±1.96·SE near 0 or 1).
+
+    ``z`` is the normal quantile of the interval (1.96 for 95 %); the interval is scipy's
+    ``binomtest(k, n).proportion_ci(method="wilson")`` at confidence ``2Φ(z) − 1``.
+    """
     if n <= 0 or not 0 <= k <= n:
         raise EvalError(f"wilson_ci needs 0 <= k <= n and n > 0, got k={k}, n={n}")
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return float(centre - half), float(centre + half)
+    if not z > 0:
+        raise EvalError(f"wilson_ci needs z > 0, got {z}")
+    level = float(2 * sps.norm.cdf(z) - 1)
+    ci = sps.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def _ci(m: float, se: float, df: int | None) -> tuple[float, float]:
@@ -184,7 +191,8 @@ def combine_means(cells: Sequence[tuple[Sequence[float], Sequence | None, float]
     return Estimate(value, se, _ci(value, se, g - 1), int(psi.size), g, "combined-CR1")
 
 
-def _resample_index(rng: np.random.Generator, n: int, c: np.ndarray | None, B: int):
+def _resample_index(rng: np.random.Generator, n: int, c: np.ndarray | None, B: int) -> Iterator[np.ndarray]:
+    """``B`` index vectors of a cluster bootstrap (whole clusters drawn with replacement)."""
     if c is None:
         for _ in range(B):
             yield rng.integers(0, n, n)
@@ -194,6 +202,32 @@ def _resample_index(rng: np.random.Generator, n: int, c: np.ndarray | None, B: i
     for _ in range(B):
         pick = rng.integers(0, uniq.size, uniq.size)
         yield np.concatenate([members[k] for k in pick])
+
+
+#: Statistics scipy may call on a whole batch of resamples at once (``axis=-1``).
+_VECTORISABLE: tuple[Callable[..., Any], ...] = (np.mean, np.median, np.sum)
+
+
+def _batch(n: int) -> int:
+    """Resamples per vectorised batch, so one batch holds about 2²² numbers whatever ``n`` is."""
+    return max(1, (1 << 22) // max(n, 1))
+
+
+def _one_sample(statistic: Callable[[np.ndarray], float]) -> tuple[Callable[..., Any], bool]:
+    """``statistic`` in the form scipy's resampling functions call it, and whether it is vectorised."""
+    if statistic in _VECTORISABLE:
+        return (lambda x, axis=-1: statistic(x, axis=axis)), True
+    return (lambda x: statistic(x)), False
+
+
+def _two_sample(
+    statistic: Callable[[np.ndarray], float], absolute: bool = False
+) -> tuple[Callable[..., Any], bool]:
+    """``statistic(x) − statistic(y)`` (or its absolute value) for scipy, and whether it is vectorised."""
+    post = np.abs if absolute else (lambda v: v)
+    if statistic in _VECTORISABLE:
+        return (lambda x, y, axis=-1: post(statistic(x, axis=axis) - statistic(y, axis=axis))), True
+    return (lambda x, y: post(statistic(x) - statistic(y))), False
 
 
 def bootstrap(
@@ -206,22 +240,36 @@ def bootstrap(
 ) -> Estimate:
     """Percentile bootstrap CI and bootstrap SE (std of replicates) of ``statistic``.
 
-    With ``clusters`` whole clusters are resampled (cluster bootstrap).
+    Items are resampled by :func:`scipy.stats.bootstrap` (``method="percentile"``). With
+    ``clusters`` whole clusters are resampled (cluster bootstrap, which scipy does not offer).
     """
     s = _arr(scores)
     if B < 10:
         raise EvalError(f"B={B} bootstrap resamples is too few (>= 10)")
     c = _clusters(clusters, s.size)
     rng = np.random.default_rng(seed)
+    if c is None:
+        fn, vec = _one_sample(statistic)
+        res = sps.bootstrap(
+            (s,),
+            fn,
+            n_resamples=B,
+            vectorized=vec,
+            batch=_batch(s.size),
+            method="percentile",
+            rng=rng,
+        )
+        se = float(res.standard_error)
+        ci = (float(res.confidence_interval.low), float(res.confidence_interval.high))
+        return Estimate(float(statistic(s)), se, ci, int(s.size), None, f"bootstrap(B={B})")
     reps = np.array([statistic(s[idx]) for idx in _resample_index(rng, s.size, c, B)])
     lo, hi = np.quantile(reps, [0.025, 0.975])
-    n_cl = None if c is None else int(np.unique(c).size)
     return Estimate(
         float(statistic(s)),
         float(reps.std(ddof=1)),
         (float(lo), float(hi)),
         int(s.size),
-        n_cl,
+        int(np.unique(c).size),
         f"bootstrap(B={B})",
     )
 
@@ -335,16 +383,26 @@ def permutation_test(
     seed: int = 0,
     statistic: Callable[[np.ndarray], float] = np.mean,
 ) -> float:
-    """Approximate randomisation: swap A/B per item at random; two-sided p with the +1 correction."""
+    """Approximate randomisation: swap A/B per item at random; two-sided p with the +1 correction.
+
+    :func:`scipy.stats.permutation_test` with ``permutation_type="samples"`` (the pairs are kept,
+    A and B swapped within each) on ``|statistic(a) − statistic(b)|``: the p-value is
+    ``(#{resamples at least as extreme} + 1)/(B + 1)``. When ``2**n ≤ B`` every swap pattern is
+    enumerated instead and the p-value is exact.
+    """
     x, y = _pair(a, b)
-    obs = abs(statistic(x) - statistic(y))
-    rng = np.random.default_rng(seed)
-    hits = 0
-    for _ in range(B):
-        swap = rng.random(x.size) < 0.5
-        xa, ya = np.where(swap, y, x), np.where(swap, x, y)
-        hits += abs(statistic(xa) - statistic(ya)) >= obs - 1e-12
-    return float((hits + 1) / (B + 1))
+    fn, vec = _two_sample(statistic, absolute=True)
+    res = sps.permutation_test(
+        (x, y),
+        fn,
+        permutation_type="samples",
+        vectorized=vec,
+        n_resamples=B,
+        batch=_batch(x.size),
+        alternative="greater",
+        rng=np.random.default_rng(seed),
+    )
+    return float(res.pvalue)
 
 
 def _z(alpha: float, power_: float) -> float:
