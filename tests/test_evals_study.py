@@ -206,3 +206,49 @@ def test_md_table():
     assert s.splitlines()[2] == "| 1.23 | — | x\\|y |"
     with pytest.raises(EvalError):
         md_table([])
+
+
+STUDY_NAMES = {
+    "tables": ["md_table"],
+    "runsets": ["koen_runs", "paired_runs", "pool", "public_runs"],
+    "rule_analysis": ["letter_histogram", "rule_disagreement", "scoring_table"],
+    "consistency": ["crosslingual"],
+    "comparison": [
+        "ComparisonPlan",
+        "compare_models",
+        "comparison_systems",
+        "n_distinct_clusters",
+        "se_comparison",
+    ],
+    "cards": [
+        "CARD_FAMILIES",
+        "CARD_PROTOCOL",
+        "card_folder",
+        "category_scores",
+        "group_score",
+        "public_comparison",
+        "results_card",
+        "write_card",
+    ],
+}
+
+
+@pytest.mark.parametrize("module", sorted(STUDY_NAMES))
+def test_study_split_modules_export_everything_and_study_reexports_them(module):
+    import importlib
+    import inspect
+
+    import labkit.evals.study as study
+
+    mod = importlib.import_module(f"labkit.evals.{module}")
+    assert sorted(mod.__all__) == sorted(STUDY_NAMES[module])
+    defined = {
+        n
+        for n, obj in vars(mod).items()
+        if not n.startswith("_")
+        and (inspect.isfunction(obj) or inspect.isclass(obj))
+        and obj.__module__ == mod.__name__
+    }
+    assert defined <= set(mod.__all__), f"public but not in __all__: {defined - set(mod.__all__)}"
+    for name in mod.__all__:
+        assert getattr(study, name) is getattr(mod, name)

@@ -3,7 +3,9 @@
 Submodules: :mod:`.lm` (log-likelihood and generation with lm-eval's contract), :mod:`.schema`
 (items), :mod:`.tasks` (registry and loaders), :mod:`.prompts`, :mod:`.scoring`, :mod:`.stats`,
 :mod:`.fertility`, :mod:`.results`, :mod:`.runner`, :mod:`.hcx` (the HyperCLOVA X design as data),
-:mod:`.study` (the analyses of the Part II chapters), :mod:`.cli` (``labkit eval``).
+the analyses of the Part II chapters (:mod:`.tables`,
+:mod:`.runsets`, :mod:`.rule_analysis`, :mod:`.consistency`, :mod:`.comparison`, :mod:`.cards`;
+:mod:`.study` re-exports them under the names the chapters first used), :mod:`.cli` (``labkit eval``).
 """
 
 from __future__ import annotations
