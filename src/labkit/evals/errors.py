@@ -8,6 +8,7 @@ __all__ = [
     "EvalDataError",
     "EvalError",
     "NonFiniteScoreError",
+    "OfflineDatasetError",
     "UnknownGroupError",
     "UnknownMetricError",
     "UnknownTaskError",
@@ -20,6 +21,10 @@ class EvalError(ValueError):
 
 class EvalDataError(EvalError):
     """A malformed item: bad JSON, missing/extra field, label out of range, duplicate id, …"""
+
+
+class OfflineDatasetError(EvalDataError):
+    """A Hugging Face dataset is not in the local cache and labkit runs offline (``LABKIT_OFFLINE``)."""
 
 
 class UnknownTaskError(EvalError, KeyError):

@@ -4,22 +4,27 @@ Each :class:`TaskSpec` records the benchmark's Hugging Face location, its raw fi
 (HCX, arXiv:2404.01954) category and shot count, its scoring, and a converter from a raw record to an
 :class:`~labkit.evals.schema.Item`. Records come from a local JSONL file in the benchmark's own layout
 (tests use small fixtures written for this project; the real KMMLU/HAE-RAE licences forbid copying)
-or, on a workstation, through ``datasets.load_dataset``.
+or, on a workstation, through ``datasets.load_dataset`` — from its local cache only unless
+``LABKIT_OFFLINE=0`` (:class:`~labkit.evals.errors.OfflineDatasetError` otherwise).
 
 The book's own parallel Korean/English set is task ``koen_parallel`` (package data, ``lang`` ko/en).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import os
 import re
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..paths import data_path
-from .errors import EvalDataError, UnknownGroupError, UnknownTaskError
+from .errors import EvalDataError, OfflineDatasetError, UnknownGroupError, UnknownTaskError
 from .schema import Item, check_unique_ids, item_from_dict, make_item, read_jsonl, validate_record
 
 __all__ = [
@@ -610,6 +615,32 @@ def get_task(name: str) -> TaskSpec:
         raise UnknownTaskError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}") from None
 
 
+@contextlib.contextmanager
+def _hub_offline(datasets_module: Any) -> Iterator[None]:
+    """``datasets`` and ``huggingface_hub`` in offline mode for the block, whenever they were imported.
+
+    Both read ``HF_DATASETS_OFFLINE``/``HF_HUB_OFFLINE`` once, at import, into module constants: the
+    block sets the variables and those constants, and restores all of them afterwards.
+    """
+    names = ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+    saved_env = {k: os.environ.get(k) for k in names}
+    modules = [getattr(datasets_module, "config", None), sys.modules.get("huggingface_hub.constants")]
+    saved = [(m, k, getattr(m, k)) for m in modules if m is not None for k in names if hasattr(m, k)]
+    os.environ.update(dict.fromkeys(names, "1"))
+    for m, k, _ in saved:
+        setattr(m, k, True)
+    try:
+        yield
+    finally:
+        for m, k, v in saved:
+            setattr(m, k, v)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _records_from_datasets(spec: TaskSpec, split: str, config: str | None) -> list[tuple[str, dict]]:
     try:
         import datasets
@@ -619,7 +650,21 @@ def _records_from_datasets(spec: TaskSpec, split: str, config: str | None) -> li
         ) from err
     if spec.hf_path is None:
         raise EvalDataError(f"task {spec.name!r} has no Hugging Face dataset; pass path=")
-    ds = datasets.load_dataset(spec.hf_path, config or spec.hf_name, split=split)
+    from ..models import _offline_default
+
+    name = f"{spec.hf_path}" + (f" ({config or spec.hf_name})" if config or spec.hf_name else "")
+    if not _offline_default():
+        ds = datasets.load_dataset(spec.hf_path, config or spec.hf_name, split=split)
+    else:
+        try:
+            with _hub_offline(datasets):
+                ds = datasets.load_dataset(spec.hf_path, config or spec.hf_name, split=split)
+        except OSError as err:  # FileNotFoundError, ConnectionError (OfflineModeIsEnabled), ...
+            raise OfflineDatasetError(
+                f"task {spec.name!r}: the Hugging Face dataset {name} [{split}] is not in the local "
+                f"cache and labkit runs offline by default ({type(err).__name__}: {err}); set "
+                "LABKIT_OFFLINE=0 to let `datasets` download it, or pass path= (a local JSONL file)"
+            ) from err
     return [(f"{spec.hf_path}/{config or spec.hf_name}[{split}]:{i}", dict(r)) for i, r in enumerate(ds)]
 
 
@@ -673,7 +718,9 @@ def load_task(
         each language keeps its items of the same ``n`` pairs, so the Korean and English runs of one
         ``max_items`` hold the same questions (a Korean-only pair has no English item).
     use_datasets:
-        Load through ``datasets.load_dataset`` (workstation; needs the network or its cache).
+        Load through ``datasets.load_dataset`` (workstation): from its local cache only, unless
+        ``LABKIT_OFFLINE=0`` allows the network; a dataset not cached raises
+        :class:`~labkit.evals.errors.OfflineDatasetError`.
     subsets:
         Keep only items whose ``category`` is one of these (e.g. HCX's CLIcK subset); a name that
         no item carries is an :class:`EvalDataError` naming it.
