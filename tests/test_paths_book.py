@@ -42,3 +42,21 @@ def test_show_profile(capsys, monkeypatch):
     monkeypatch.setenv("LABKIT_PROFILE", "smoke")
     assert book.show_profile().name == "smoke"
     assert "LABKIT_PROFILE=smoke" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "gpu-tiny", "gpu"])
+def test_show_profile_lines_fit_the_page(capsys, monkeypatch, name):
+    monkeypatch.setenv("LABKIT_PROFILE", name)
+    book.show_profile()
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= book.LINE_WIDTH
+    assert " ".join(out.split()) == " ".join(book.get_profile().summary().split())  # nothing lost
+
+
+def test_glue_many():
+    assert book.glue_many({"a b": 1}, c=2, d=3.5) is None
+    assert (book.GLUED["a b"], book.GLUED["c"], book.GLUED["d"]) == (1, 2, 3.5)
+    with pytest.raises(ValueError, match="both"):
+        book.glue_many({"c": 1}, c=2)
+    with pytest.raises(ValueError):
+        book.glue_many({"": 1})
