@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -52,8 +53,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError, RuntimeError) as err:  # OSError: I/O errors name the file (labkit.storage)
-        print(f"labkit: error: {err}", file=sys.stderr)
+        where = _rank_label()
+        if where and getattr(err, "all_ranks", False) and where != " (rank 0)":
+            return 1  # every rank found it together: rank 0 says it once (labkit.distributed)
+        print(f"labkit: error{where}: {err}", file=sys.stderr)
         return 1
+
+
+def _rank_label() -> str:
+    """``" (rank N)"`` under torchrun with several processes, else ``""`` (read from the environment:
+    the process group may already be closed)."""
+    ws, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+    return f" (rank {rank})" if ws.isdigit() and int(ws) > 1 else ""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,10 +6,14 @@ Examples::
     labkit eval run --task koen_parallel --lang ko --model smollm2-135m
     labkit eval run --task kmmlu:Accounting --path kmmlu_test.jsonl --fewshot-path kmmlu_dev.jsonl
     labkit eval run --task click --path click.jsonl --subsets all --style cloze
+    torchrun --standalone --nproc-per-node=2 -m labkit eval run --task koen_parallel --lang ko
 
 The registry decides each benchmark's protocol (style, shots, sampler, subject header, option
 shuffling, subset; ``labkit eval list`` shows it). A flag overrides one setting, and the run's
 ``meta.json`` and ``summary.json`` record every override under ``"overrides"``.
+
+Under ``torchrun`` the items are spread over the processes (:mod:`labkit.distributed`); rank 0
+writes the results folder, copies ``--out`` and prints the summary, the same as one process does.
 """
 
 from __future__ import annotations
@@ -53,6 +57,16 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .. import distributed
+    from ..config import get_profile
+
+    # one process: nothing to start; under torchrun: join the others (or a clear error) before any work
+    with distributed.session(args.device or get_profile().device) as info:
+        return _run_ranks(args, info.rank)
+
+
+def _run_ranks(args: argparse.Namespace, rank: int) -> int:
+    from .. import distributed
     from ..config import get_profile
     from ..models import load_causal_lm, resolve_device, resolve_dtype
     from ..paths import cache_root
@@ -69,10 +83,13 @@ def _run(args: argparse.Namespace) -> int:
         )
         pool = load_fewshot(args.task, path=args.fewshot_path, lang=args.lang) if cfg.shots else []
         check_shots(args.task, cfg, items, pool)
+        distributed.check_world_size(len(items), "items")
     prof = get_profile()
     name = args.model or prof.evals.model
     # every path, device and dtype checked before the model is loaded
     resolve_dtype(args.dtype or prof.dtype, resolve_device(args.device or prof.device))
+    if args.chunk_size < 1:
+        raise ValueError(f"--chunk-size must be at least 1, got {args.chunk_size}")
     if args.out:
         check_output_dir(args.out, label="--out")
     check_writable(Path(args.cache) if args.cache else cache_root() / "evals", label="--cache")
@@ -91,8 +108,11 @@ def _run(args: argparse.Namespace) -> int:
         use_datasets=args.datasets,
         cache=cache,
         batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
         progress=not args.quiet,
     )
+    if rank != 0:  # rank 0 writes and reports for every rank
+        return 0
     if args.out:
 
         def copy(tmp: Path) -> None:
@@ -146,6 +166,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--fewshot-path", default=None)
     r.add_argument("--datasets", action="store_true", help="load through the `datasets` library")
     r.add_argument("--batch-size", type=int, default=None)
+    r.add_argument(
+        "--chunk-size",
+        type=int,
+        default=32,
+        help="items scored and saved per step (the unit spread over ranks)",
+    )
     r.add_argument("--dtype", default=None)
     r.add_argument("--device", default=None)
     r.add_argument("--cache", default=None, help="results root (default $LABKIT_CACHE/evals)")

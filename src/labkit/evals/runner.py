@@ -4,12 +4,20 @@
 :func:`run_task` loads a registered task and caches the run under ``$LABKIT_CACHE/evals`` keyed by
 model, task, language, prompt configuration and item selection, so a second call (e.g. the book
 build after ``make test``) reads the finished records instead of running the model.
+
+Under ``torchrun`` (:mod:`labkit.distributed`, ``WORLD_SIZE > 1``) both spread the work over the
+ranks. The items still to score are cut into the chunks one process would score, chunk ``i`` goes
+to rank ``i mod world_size``, and after each round of chunks every rank's records reach rank 0,
+which alone writes the run folder. Each chunk is scored exactly as one process scores it, so
+``items.jsonl`` and ``summary.json`` are those of a single-process run; ``meta.json`` records the
+``"world_size"``. A run killed part-way resumes, with any number of ranks, from the records written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import distributed as dist
+from ..paths import atomic_write_text
 from .errors import EvalDataError, EvalError, NonFiniteScoreError, UnknownMetricError
 from .lm import encode_pair, loglikelihood, model_max_length, tok_encode
 from .prompts import PromptConfig, build_prompt, select_shots, shuffle_options
@@ -209,6 +219,28 @@ def summarize(records: Sequence[dict]) -> dict:
     return out
 
 
+def _score_chunk(
+    model, tokenizer, chunk: Sequence[Item], template: str, cfg: PromptConfig, pool, batch_size, window
+) -> list[dict]:
+    """Records of one chunk of items: their prompts scored in one :func:`loglikelihood` call."""
+    prompts = [_fit_shots(it, template, cfg, select_shots(it, pool, cfg), tokenizer, window) for it in chunk]
+    reqs = [(p.context, c) for p in prompts for c in p.continuations]
+    lls = loglikelihood(model, tokenizer, reqs, batch_size=batch_size, max_length=window, progress=False)
+    recs, k = [], 0
+    for it, p in zip(chunk, prompts, strict=True):
+        n = len(p.continuations)
+        recs.append(_score_item(it, p, lls[k : k + n], cfg, tokenizer))
+        k += n
+    return recs
+
+
+def _non_finite(bad: Sequence[str]) -> NonFiniteScoreError:
+    return NonFiniteScoreError(
+        f"the model gave NaN/inf log-likelihoods for {len(bad)} item(s) ({', '.join(bad[:5])}); "
+        "they were not cached. Check the weights and dtype (float16 overflows on CPU), then rerun"
+    )
+
+
 def evaluate(
     model,
     tokenizer,
@@ -222,10 +254,17 @@ def evaluate(
     chunk_size: int = 32,
     progress: bool = True,
     max_length: int | None = None,
+    distributed: bool | None = None,
 ) -> tuple[list[dict], int]:
     """Score ``items``; records already in ``store`` (same item content) are reused, not rescored.
 
-    Returns ``(records in item order, number of items scored now)``.
+    Items are scored ``chunk_size`` at a time, and each chunk is saved to ``store`` when it is done.
+    Under ``torchrun`` (``distributed=None``: whenever a process group of several ranks is running;
+    ``False``: never) the chunks are spread over the ranks, and every rank must call this with the
+    same arguments; only rank 0's ``store`` is used (pass ``None`` on the others). Every rank gets
+    all the records back.
+
+    Returns ``(records in item order, number of items scored now)`` (summed over the ranks).
 
     Raises
     ------
@@ -236,36 +275,83 @@ def evaluate(
     cfg = prompt or PromptConfig()
     if not items:
         raise EvalError("no items to evaluate")
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise EvalError(f"chunk_size must be a positive int, got {chunk_size!r}")
     window = max_length or model_max_length(model, tokenizer)
+    args = (template, cfg, fewshot_pool, batch_size, window)
+    if distributed is not False and dist.is_distributed():
+        return _evaluate_ranks(model, tokenizer, items, args, store, chunk_size, progress)
     done = {it.id: store.done(it) for it in items} if store is not None else {}
     todo = [it for it in items if not done.get(it.id)]
     new: dict[str, dict] = {}
     with tqdm(total=len(items), initial=len(items) - len(todo), desc="items", disable=not progress) as bar:
         for start in range(0, len(todo), chunk_size):
             chunk = todo[start : start + chunk_size]
-            prompts = [
-                _fit_shots(it, template, cfg, select_shots(it, fewshot_pool, cfg), tokenizer, window)
-                for it in chunk
-            ]
-            reqs = [(p.context, c) for p in prompts for c in p.continuations]
-            lls = loglikelihood(
-                model, tokenizer, reqs, batch_size=batch_size, max_length=window, progress=False
-            )
-            recs, k = [], 0
-            for it, p in zip(chunk, prompts, strict=True):
-                n = len(p.continuations)
-                recs.append(_score_item(it, p, lls[k : k + n], cfg, tokenizer))
-                k += n
+            recs = _score_chunk(model, tokenizer, chunk, *args)
             bad = [r["id"] for r in recs if not is_finite_record(r)]
             if store is not None:
                 store.add([r for r in recs if is_finite_record(r)])
             if bad:
-                raise NonFiniteScoreError(
-                    f"the model gave NaN/inf log-likelihoods for {len(bad)} item(s) ({', '.join(bad[:5])}); "
-                    "they were not cached. Check the weights and dtype (float16 overflows on CPU), then rerun"
-                )
+                raise _non_finite(bad)
             new.update({r["id"]: r for r in recs})
             bar.update(len(chunk))
+    records = [done.get(it.id) or new[it.id] for it in items]
+    return records, len(todo)
+
+
+def _evaluate_ranks(
+    model, tokenizer, items: Sequence[Item], args: tuple, store: ResultStore | None, chunk_size: int, progress
+) -> tuple[list[dict], int]:
+    """:func:`evaluate` over the ranks of a running process group (see the module docstring).
+
+    Rounds of ``world_size`` chunks: rank ``r`` scores chunk ``round * world_size + r``. Rank 0 saves
+    its own records at once and the others' after the round's ``all_gather_object``, in chunk order,
+    so ``items.jsonl`` lists the records in the order one process writes them. A rank that fails
+    sends its error instead of records, so that every rank stops after the round rather than wait.
+    """
+    r, ws = dist.rank(), dist.world_size()
+    dist.check_world_size(len(items), "items")
+    store = store if r == 0 else None
+    known: dict[str, dict] = {}
+    if r == 0 and store is not None:
+        known = {it.id: rec for it in items if (rec := store.done(it)) is not None}
+    done: dict[str, dict] = dist.broadcast_object(known)
+    todo = [it for it in items if it.id not in done]
+    chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    new: dict[str, dict] = {}
+    with tqdm(
+        total=len(items), initial=len(done), desc=f"items ({ws} ranks)", disable=not progress or r != 0
+    ) as bar:
+        for first in range(0, len(chunks), ws):
+            payload: dict = {"records": [], "bad": [], "error": None}
+            own_error: Exception | None = None
+            if first + r < len(chunks):
+                try:
+                    recs = _score_chunk(model, tokenizer, chunks[first + r], *args)
+                except Exception as err:  # sent to every rank, so that none waits for this one
+                    own_error = err
+                    payload["error"] = f"{type(err).__name__}: {err}"
+                else:
+                    payload["records"] = [x for x in recs if is_finite_record(x)]
+                    payload["bad"] = [x["id"] for x in recs if not is_finite_record(x)]
+            if store is not None and payload["records"]:
+                store.add(payload["records"])  # rank 0's chunk is on disk before it waits for the others
+            gathered = dist.all_gather_object(payload)
+            others = [x for k, p in enumerate(gathered) if k != r for x in p["records"]]
+            if store is not None and others:
+                store.add(others)
+            for p in gathered:
+                new.update({x["id"]: x for x in p["records"]})
+            if own_error is not None:
+                raise own_error
+            failed = [(k, p["error"]) for k, p in enumerate(gathered) if p["error"]]
+            if failed:
+                k, msg = failed[0]
+                raise EvalError(f"rank {k} failed while scoring its items ({msg}); the other ranks stopped")
+            bad = [b for p in gathered for b in p["bad"]]
+            if bad:
+                raise _non_finite(bad)
+            bar.update(sum(len(p["records"]) for p in gathered))
     records = [done.get(it.id) or new[it.id] for it in items]
     return records, len(todo)
 
@@ -287,6 +373,7 @@ def run_task(
     progress: bool = True,
     dtype: str | None = None,
     overrides: Mapping[str, object] | None = None,
+    chunk_size: int = 32,
 ) -> TaskResult:
     """Load a registered task and evaluate it, resuming from (and writing to) the results cache.
 
@@ -303,8 +390,19 @@ def run_task(
     cache:
         ``True`` → ``$LABKIT_CACHE/evals``; a path → that root; ``False`` → nothing on disk. The run
         folder is locked while this runs: a concurrent run of the same key waits, then reuses.
+    chunk_size:
+        Items scored (and saved) per step; also the unit of work spread over ranks.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``; the process group is started here if the caller has not,
+    see :func:`labkit.distributed.init`) every rank calls this with the same arguments. The ranks
+    first check that they agree on the configuration (model weights, task, prompt, items, results
+    folder, chunk size) and that there are no more ranks than items, raising
+    :class:`labkit.distributed.DistributedConfigError` before anything is written. Rank 0 holds the
+    folder's lock and writes it; ``meta.json`` records ``"world_size"`` (1 in a single process).
     """
     from ..models import weights_fingerprint
+
+    info = dist.init(str(next(model.parameters()).device))
 
     spec = get_task(task.split(":", 1)[0])
     cfg, subsets, deviations = resolve_protocol(task, prompt, overrides)
@@ -332,13 +430,31 @@ def run_task(
     key = run_key(**meta)
     meta["overrides"] = deviations
     folder = None
-    lock = contextlib.nullcontext()
     if cache is not False:
         root = None if cache is True else cache
         folder = results_dir(model_id, task, lang, key, root)
-        lock = ResultStore.locked(folder)
+    ws = dist.world_size()
+    if ws > 1:  # before anything is written: the same run everywhere, and enough items for every rank
+        dist.check_same_config(
+            dict(
+                meta,
+                items=dist.config_hash({"ids": [item_hash(it) for it in items]}),
+                n_items=len(items),
+                fewshot=[item_hash(it) for it in pool],
+                folder=str(folder.resolve()) if folder is not None else None,
+                chunk_size=chunk_size,
+                batch_size=batch_size,
+            ),
+            what="evaluation",
+        )
+        dist.check_world_size(len(items), "items")
+    meta["world_size"] = ws
+    writer = folder is not None and info.rank == 0
+    lock = ResultStore.locked(folder) if writer else contextlib.nullcontext()
     with lock:
-        store = ResultStore(folder, meta) if folder is not None else None
+        store = ResultStore(folder, meta) if writer else None
+        if store is not None:
+            _update_meta(store, meta)
         records, scored = evaluate(
             model,
             tokenizer,
@@ -348,7 +464,8 @@ def run_task(
             fewshot_pool=pool,
             store=store,
             batch_size=batch_size,
-            progress=progress,
+            chunk_size=chunk_size,
+            progress=progress and info.rank == 0,
         )
         summary = dict(
             task=task,
@@ -364,6 +481,17 @@ def run_task(
     return TaskResult(
         task, lang, model_id, cfg, records, summary, folder, scored, time.perf_counter() - t0, meta
     )
+
+
+def _update_meta(store: ResultStore, meta: dict) -> None:
+    """Rewrite ``meta.json`` (atomically) when this run's metadata differs, e.g. in ``world_size``."""
+    text = json.dumps(meta, ensure_ascii=False, indent=1, default=str)
+    try:
+        same = store.meta_path.read_text(encoding="utf-8") == text
+    except OSError:
+        same = False
+    if not same:
+        atomic_write_text(store.meta_path, text)
 
 
 def evaluate_generation(
