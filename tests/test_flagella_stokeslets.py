@@ -165,3 +165,20 @@ def test_solve_mobility_bad_input():
         solve_mobility(M, np.ones(150), method="cg", rtol=1e-14, maxiter=2)
     with pytest.raises(FlagellaError, match="positive definite"):
         solve_mobility(-np.eye(6), np.ones(6), method="cholesky")
+
+
+def test_block_cg_handles_dependent_and_zero_right_hand_sides():
+    """Block CG drops dependent search directions: duplicate, zero and combined columns still solve."""
+    import labkit.flagella.stokeslets as st
+
+    pts = st.fibonacci_sphere(200)
+    M = st.mobility_matrix(pts, 0.35 * np.sqrt(4 * np.pi / 200), 1.0)
+    K = st.rigid_motion_basis(pts)
+    rhs = np.column_stack([K[:, 0], K[:, 0], np.zeros(len(K)), K[:, 0] + 2 * K[:, 4], K[:, 4]])
+    f, info = st.solve_mobility(M.copy(), rhs, method="cg", rtol=1e-10)
+    ref = np.linalg.solve(M, rhs)
+    assert info.method == "cg" and info.residual < 1e-9
+    assert np.allclose(f, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max())
+    assert np.all(f[:, 2] == 0)
+    with pytest.raises(FlagellaError, match="positive definite"):
+        st.solve_mobility(-M, rhs, method="cg")

@@ -115,8 +115,11 @@ def oseen_tensor(r: np.ndarray, mu: float = 1.0) -> np.ndarray:
 def mobility_matrix(points: np.ndarray, eps: float, mu: float, *, check: bool = True) -> np.ndarray:
     """Dense ``(3n, 3n)`` mobility of ``n`` blobs: ``u = M f`` with ``u``, ``f`` stacked point by point.
 
-    Assembled in float64 row blocks (memory ``72 n²`` bytes for the result plus ~``40 n²·b/n`` of
-    temporaries per block of ``b`` rows).
+    Assembled in float64 row blocks of ``b ≈ 50 000 / n`` rows: each block's ``b`` rows of 3×3 blocks
+    are built contiguously in a ~4 MB buffer (in cache) and copied into the result in one transposed
+    write, so the ``72 n²`` bytes of the result are written about once (1.0 s for 10⁴ unknowns on one
+    core, against 2.3 s when every component was scattered into the full-size result; see
+    ``benchmarks/NOTES_flagella.md``).
 
     Raises
     ------
@@ -132,25 +135,20 @@ def mobility_matrix(points: np.ndarray, eps: float, mu: float, *, check: bool = 
     out = np.empty((n, 3, n, 3))
     c = 1.0 / (8.0 * math.pi * mu)
     e2 = eps * eps
-    # row blocks small enough (~2 MB per temporary) to stay in cache; the 6 distinct components
-    # of the symmetric 3×3 blocks are computed once and written twice.
-    block = max(1, min(n, 262_144 // max(n, 1)))
+    block = max(1, min(n, 50_000 // n))
+    buf = np.empty((block, n, 3, 3))
     for s in range(0, n, block):
         e = min(n, s + block)
         r = pts[s:e, None, :] - pts[None, :, :]  # (b, n, 3)
         r2 = np.einsum("ijk,ijk->ij", r, r)
         d = r2 + e2
         d = c / (d * np.sqrt(d))
+        blk = buf[: e - s]
+        np.multiply((r * d[..., None])[..., :, None], r[..., None, :], out=blk)  # r rᵀ d
         diag = (r2 + 2.0 * e2) * d
         for a in range(3):
-            ra = r[:, :, a] * d
-            for b in range(a, 3):
-                blk = ra * r[:, :, b]
-                if a == b:
-                    blk += diag
-                out[s:e, a, :, b] = blk
-                if a != b:
-                    out[s:e, b, :, a] = blk
+            blk[..., a, a] += diag
+        out[s:e] = blk.transpose(0, 2, 1, 3)
     return out.reshape(3 * n, 3 * n)
 
 
@@ -201,33 +199,85 @@ class SolveInfo:
     residual: float
 
 
+def _orthonormal_columns(P: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of the column space of ``P`` (pivoted QR; dependent columns dropped)."""
+    Q, R, _ = sla.qr(P, mode="economic", pivoting=True, check_finite=False)
+    d = np.abs(np.diag(R))
+    keep = d > 1e-13 * d[0] if d.size and d[0] > 0 else np.zeros(d.shape, dtype=bool)
+    return Q[:, keep]
+
+
+def _block_cg(M: np.ndarray, b: np.ndarray, rtol: float, maxiter: int) -> tuple[np.ndarray, int]:
+    """Block conjugate gradients (O'Leary 1980) for SPD ``M`` and the ``k`` right-hand sides ``b`` (n, k).
+
+    Every iteration is one product ``M P`` with an ``(n, k)`` block of search directions, i.e. one read
+    of ``M`` for all right-hand sides, and the Galerkin step is taken over their whole span (a ``k``
+    times larger Krylov space per read than ``k`` separate CG runs: 23 against 30 products for the
+    10⁴-unknown sphere). The directions are re-orthonormalised every step (pivoted QR), which keeps
+    ``Pᵀ M P`` well conditioned when some columns converge before others. Stops when every column's
+    residual ``‖b − M x‖/‖b‖`` (by recurrence) is at most ``rtol``.
+
+    Returns ``(x, iterations)``; raises :class:`FlagellaError` if ``Pᵀ M P`` is not positive definite
+    or the tolerance is not reached in ``maxiter`` products.
+    """
+    n, k = b.shape
+    x = np.zeros((n, k))
+    r = b.copy()
+    scale = np.linalg.norm(b, axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    if np.all(np.linalg.norm(r, axis=0) / scale <= rtol):
+        return x, 0
+    P = _orthonormal_columns(r)
+    for it in range(1, maxiter + 1):
+        Q = M @ P
+        PQ = P.T @ Q
+        try:
+            cf = sla.cho_factor(0.5 * (PQ + PQ.T), lower=True, check_finite=False)
+        except np.linalg.LinAlgError as exc:
+            raise FlagellaError(
+                f"the blob mobility matrix is not positive definite (n={n} unknowns, CG step {it})"
+            ) from exc
+        alpha = sla.cho_solve(cf, P.T @ r, check_finite=False)
+        x += P @ alpha
+        r -= Q @ alpha
+        if np.all(np.linalg.norm(r, axis=0) / scale <= rtol):
+            return x, it
+        beta = sla.cho_solve(cf, Q.T @ r, check_finite=False)
+        P = _orthonormal_columns(r - P @ beta)
+        if P.shape[1] == 0:
+            break
+    raise FlagellaError(f"CG did not converge to rtol={rtol:g} in {maxiter} iterations (n={n})")
+
+
 def solve_mobility(
     M: np.ndarray, rhs: np.ndarray, *, method: str = "auto", rtol: float = 1e-8, maxiter: int | None = None
 ) -> tuple[np.ndarray, SolveInfo]:
     """Solve ``M f = rhs`` for a symmetric positive-definite blob mobility ``M`` and several right-hand sides.
 
-    ``method="cholesky"`` factors ``M`` (LAPACK, O(n³) work, overwrites ``M``); ``"cg"`` runs scipy's
-    conjugate gradients once on the block-diagonal system ``diag(M, …, M)`` holding every right-hand
-    side, so each iteration reads ``M`` once (one matrix–matrix product) and needs only a few vectors of
-    extra memory; ``"auto"`` picks Cholesky up to :data:`DIRECT_MAX_UNKNOWNS` unknowns. CG stops when
-    the residual of the stacked system falls below ``rtol`` relative to the right-hand side.
+    ``method="cholesky"`` factors ``M`` (LAPACK, O(n³) work, overwrites ``M``); ``"cg"`` runs block
+    conjugate gradients (O'Leary 1980) on all right-hand sides at once, so each iteration reads ``M``
+    once (one matrix–matrix product) and needs only a few ``(n, k)`` blocks of extra memory; ``"auto"``
+    picks Cholesky up to :data:`DIRECT_MAX_UNKNOWNS` unknowns. CG stops when every right-hand side's
+    residual falls below ``rtol`` relative to its norm; :attr:`SolveInfo.residual` is then recomputed
+    from ``M`` (one more product), not taken from the recurrence.
+
+    Neighbourhood (block-Jacobi) preconditioners did not pay here: on the 10⁴-unknown sphere they raised
+    the count of products from 30 to 31–36 (see ``benchmarks/NOTES_flagella.md``), because the smooth,
+    regularized kernel's small eigenvalues belong to global, not local, modes.
 
     Raises
     ------
     FlagellaError
-        An unknown method, a matrix that is not positive definite (Cholesky), or CG that does not reach
-        ``rtol`` within ``maxiter`` iterations.
+        An unknown method, a matrix that is not positive definite (Cholesky, or a CG step), or CG that
+        does not reach ``rtol`` within ``maxiter`` iterations (default ``max(100, n)``).
     """
-    from scipy.sparse.linalg import LinearOperator, cg
-
     if method not in ("auto", "cholesky", "cg"):
         raise FlagellaError(f"method must be 'auto', 'cholesky' or 'cg', got {method!r}")
     b = np.asarray(rhs, dtype=np.float64)
     b2 = b.reshape(len(b), -1)
-    n, k = b2.shape
+    n, _ = b2.shape
     if method == "auto":
         method = "cholesky" if n <= DIRECT_MAX_UNKNOWNS else "cg"
-    bnorm = np.linalg.norm(b2, axis=0)
     if method == "cholesky":
         try:  # M is overwritten by its factor: callers pass a matrix they own
             cf = sla.cho_factor(M, lower=True, overwrite_a=True, check_finite=False)
@@ -238,19 +288,10 @@ def solve_mobility(
             ) from exc
         f = sla.cho_solve(cf, b2, check_finite=False)
         return f.reshape(b.shape), SolveInfo("cholesky", 0, float("nan"))
-    count = [0]
-
-    def matvec(x: np.ndarray) -> np.ndarray:
-        count[0] += 1
-        return (M @ x.reshape(k, n).T).T.ravel()
-
-    op = LinearOperator((n * k, n * k), matvec=matvec, dtype=np.float64)
-    x, status = cg(op, b2.T.ravel(), rtol=rtol, atol=0.0, maxiter=maxiter or 20 * n)
-    if status != 0:
-        raise FlagellaError(f"CG did not converge to rtol={rtol:g} in {count[0]} iterations (n={n})")
-    f = x.reshape(k, n).T
+    f, iterations = _block_cg(M, b2, rtol, int(maxiter) if maxiter is not None else max(100, n))
+    bnorm = np.linalg.norm(b2, axis=0)
     res = np.linalg.norm(M @ f - b2, axis=0) / np.where(bnorm > 0, bnorm, 1.0)
-    return f.reshape(b.shape), SolveInfo("cg", count[0], float(res.max()))
+    return f.reshape(b.shape), SolveInfo("cg", iterations, float(res.max()))
 
 
 def resistance_matrix(
