@@ -35,9 +35,7 @@ def test_cable_geometry_keeps_filaments_apart():
     hs = bundle_helices(P, 7)
     lines = [h.polyline(24) for h in hs]
     dmin = min(
-        np.min(np.linalg.norm(lines[i][:, None] - lines[j][None], axis=2))
-        for i in range(7)
-        for j in range(i)
+        np.min(np.linalg.norm(lines[i][:, None] - lines[j][None], axis=2)) for i in range(7) for j in range(i)
     )
     assert dmin > 2 * P.filament_radius
     ax = [h.axial_length for h in hs]
@@ -74,6 +72,21 @@ def test_cache_roundtrip(tmp_path, monkeypatch):
     assert np.all(np.abs(r.residuals()["force"]) < 1e-12)
     with pytest.raises(FlagellaError, match="n_max"):
         b.propulsion(4)
+
+
+def test_extendable_table_computes_missing_n_once(tmp_path, monkeypatch):
+    from labkit.flagella import bundle_model
+
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
+    m = bundle_model(P, "stokeslet", points_per_turn=8)
+    assert m.n_max == 0 and m.extend is not None
+    A, B, D = m.propulsion(np.array([2, 1, 2]))
+    assert sorted(m.matrices) == [1, 2] and A[0] == A[2] and A[1] < A[0]
+    fixed = stokeslet_bundle(P, 2, points_per_turn=8)
+    assert all(s == 0 for s in fixed.seconds.values())  # the extension wrote the disk cache
+    assert np.array_equal(fixed.matrices[2], m.matrices[2])
+    with pytest.raises(FlagellaError, match="n_max"):
+        fixed.propulsion(3)
 
 
 def test_bad_bundle_inputs():

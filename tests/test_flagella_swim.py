@@ -20,7 +20,7 @@ from labkit.flagella import (
 L = np.array([1.5, 2.5, 4.0, 6.0]) * 1e-6
 
 
-@pytest.mark.parametrize("bundle", ["independent", "thick"])
+@pytest.mark.parametrize("bundle", ["independent", "thick", "stokeslet"])
 @pytest.mark.parametrize("n", [1, 3, 8])
 def test_balance_residuals_are_machine_precision(bundle, n):
     r = swim(ecoli(), n_flagella=n, body_length=L, bundle=bundle)
@@ -41,8 +41,8 @@ def test_balance_by_hand():
 def test_matches_independent_rft_script():
     # reference notes §1.3 [C] table (Lighthill, thick bundle, τ0=1260 pN nm, knee 170 Hz, ω0=300 Hz)
     p = ecoli(motor=MotorCurve(1260e-21, rad_per_s(170), rad_per_s(300)))
-    r1 = swim(p, body_length=L)
-    rn = swim(p, body_length=L, n_flagella=np.rint(L * 1e6 + 2))
+    r1 = swim(p, body_length=L, bundle="thick")
+    rn = swim(p, body_length=L, n_flagella=np.rint(L * 1e6 + 2), bundle="thick")
     assert r1.speed * 1e6 == pytest.approx([36.7, 35.6, 33.2, 30.2], abs=0.06)
     assert rn.speed * 1e6 == pytest.approx([45.0, 45.0, 44.7, 42.8], abs=0.06)
     assert hz(rn.motor_rate) == pytest.approx([270, 268, 276, 280], abs=0.6)
@@ -51,11 +51,34 @@ def test_matches_independent_rft_script():
 
 def test_uniflagellar_speed_falls_with_length_and_multiflagellar_stays_flat():
     Ls = np.linspace(1.5, 6.0, 19) * 1e-6
-    u1 = swim(ecoli(), body_length=Ls).speed
+    u1 = swim(ecoli(), body_length=Ls, bundle="thick").speed
     assert np.all(np.diff(u1) < 0)
     assert u1[-1] / u1[0] - 1 < -0.15
-    un = swim(ecoli(), body_length=Ls, n_flagella=np.rint(Ls * 1e6 + 2)).speed
+    un = swim(ecoli(), body_length=Ls, n_flagella=np.rint(Ls * 1e6 + 2), bundle="thick").speed
     assert (un.max() - un.min()) / un.mean() < 0.10
+
+
+def test_default_stokeslet_bundle_compensates_partially():
+    """Default (Stokeslet cable) model: N(L) cells still slow, by 1/4 to 3/4 of N = 1's loss."""
+    Ls = np.linspace(1.5, 6.0, 19) * 1e-6
+    u1 = swim(ecoli(), body_length=Ls).speed
+    un = swim(ecoli(), body_length=Ls, n_flagella=np.rint(Ls * 1e6 + 2)).speed
+    assert np.all(np.diff(u1) < 0) and u1[-1] / u1[0] - 1 < -0.15
+    assert 0.25 < (un[-1] / un[0] - 1) / (u1[-1] / u1[0] - 1) < 0.75
+
+
+def test_default_bundle_is_the_stokeslet_cable_at_the_default_resolution():
+    from labkit.flagella import DEFAULT_BUNDLE, DEFAULT_POINTS_PER_TURN, stokeslet_bundle
+
+    p = ecoli()
+    assert DEFAULT_BUNDLE == "stokeslet"
+    ref = stokeslet_bundle(p, [4], points_per_turn=DEFAULT_POINTS_PER_TURN).matrices[4]
+    r = swim(p, n_flagella=4)
+    assert (float(r.A), float(r.B), float(r.D)) == pytest.approx(
+        (ref[2, 2], abs(ref[2, 5]), ref[5, 5]), rel=1e-12
+    )
+    # the thick-helix RFT bundle is a different model: its thrust coupling B is larger
+    assert float(swim(p, n_flagella=4, bundle="thick").B) > 1.3 * float(r.B)
 
 
 def test_speed_scales_as_inverse_viscosity_under_constant_torque():
@@ -69,7 +92,7 @@ def test_speed_scales_as_inverse_viscosity_under_constant_torque():
 
 
 def test_constant_torque_thick_bundle_spins_unphysically_fast():
-    r = swim(ecoli(), n_flagella=4, motor=MotorCurve.constant_torque(1.3e-18))
+    r = swim(ecoli(), n_flagella=4, motor=MotorCurve.constant_torque(1.3e-18), bundle="thick")
     assert hz(r.motor_rate) > 1000
 
 
@@ -106,8 +129,12 @@ def test_pmf_calibration_hits_the_body_rate_and_matches_a_root_finder():
     target = rad_per_s(23.0)
     s = calibrate_pmf(p, target, n_flagella=4)
     # independent route: bracketing root finder on the body rate as a function of the factor
-    s_ref = brentq(lambda x: float(swim(p, n_flagella=4, motor=p.motor.scaled(x)).body_rate) - target,
-                   0.05, 5.0, xtol=1e-14)
+    s_ref = brentq(
+        lambda x: float(swim(p, n_flagella=4, motor=p.motor.scaled(x)).body_rate) - target,
+        0.05,
+        5.0,
+        xtol=1e-14,
+    )
     assert s == pytest.approx(s_ref, rel=1e-9)
     # ecoli() carries exactly this calibrated motor
     assert ecoli().motor.stall_torque == pytest.approx(s * LITERATURE_MOTOR.stall_torque, rel=1e-12)

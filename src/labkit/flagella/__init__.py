@@ -18,10 +18,11 @@ Modules
 :mod:`~labkit.flagella.motor`
     :class:`MotorCurve` (knee-type torque–speed curve), :class:`ConstantSpeedMotor`.
 :mod:`~labkit.flagella.swim`
-    :func:`swim` — force- and torque-free balance with the motor curve, vectorised;
+    :func:`swim` — force- and torque-free balance with the motor curve, vectorised (default bundle:
+    the regularized-Stokeslet cable, :data:`DEFAULT_BUNDLE`);
     :func:`motor_free_ratios`, :func:`torque_from_body_rotation`, :func:`calibrate_pmf`.
 :mod:`~labkit.flagella.bundle`
-    N-flagella bundle models: independent, thick helix, regularized Stokeslets.
+    N-flagella bundle models: regularized Stokeslets (the default), thick helix, independent.
 :mod:`~labkit.flagella.stokeslets`
     Regularized Stokeslets and Stokeslet segments, :func:`resistance_matrix`.
 :mod:`~labkit.flagella.validation`
@@ -37,6 +38,7 @@ Units: SI everywhere (m, s, N, Pa·s, rad/s); :func:`hz` and :func:`rad_per_s` c
 from .body import cylinder_drag, spheroid_drag, spheroid_resistance_functions
 from .bundle import (
     BUNDLE_MODELS,
+    DEFAULT_POINTS_PER_TURN,
     ConvergenceStudy,
     GrowingBundle,
     IndependentBundle,
@@ -98,6 +100,7 @@ __all__ = [
     "ConvergenceStudy",
     "DARNTON_2007",
     "DEFAULT_BUNDLE",
+    "DEFAULT_POINTS_PER_TURN",
     "LITERATURE_MOTOR",
     "SOURCES",
     "SQRT_E",

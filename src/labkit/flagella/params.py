@@ -50,8 +50,8 @@ SOURCES: dict[str, str] = {
     "knee_rate": "170 Hz at ~23 °C, Chen & Berg 2000 [R] (not found in any source searched); "
     "the knee shape itself [V]",
     "motor_calibration": "stall torque, knee and zero-load speed scaled by one PMF factor so that the "
-    "book's E. coli (L = 2.5 µm, N = 4, default bundle model) counter-rotates its body at Darnton's "
-    "measured 23 Hz [S] [C]",
+    "book's E. coli (L = 2.5 µm, N = 4, default bundle model: the Stokeslet cable at 64 segments per "
+    "turn) counter-rotates its body at Darnton's measured 23 Hz [S] [C]",
     "zero_load_rate": "~330 Hz at room temperature, Yuan & Berg review abstract [V]",
     "chirality": "left-handed normal filament, Darnton et al. 2007 introduction [V]",
     "drag_method": "Lighthill (1976) RFT coefficients, as in RFTMultiflagella [C]",
@@ -162,11 +162,17 @@ class SwimmerParams:
             ("contour length", f"{self.contour_length * 1e6:.1f} µm", SOURCES["contour_length"]),
             ("filament radius", f"{self.filament_radius * 1e9:.0f} nm", SOURCES["filament_radius"]),
             ("viscosity", f"{self.viscosity * 1e3:.2f} mPa·s", SOURCES["viscosity"]),
-            ("stall torque", f"{lit.stall_torque * 1e21:.0f} → {m.stall_torque * 1e21:.0f} pN·nm",
-             SOURCES["stall_torque"]),
+            (
+                "stall torque",
+                f"{lit.stall_torque * 1e21:.0f} → {m.stall_torque * 1e21:.0f} pN·nm",
+                SOURCES["stall_torque"],
+            ),
             ("knee speed", f"{lit.knee_rate / hz:.0f} → {m.knee_rate / hz:.0f} Hz", SOURCES["knee_rate"]),
-            ("zero-load speed", f"{lit.zero_load_rate / hz:.0f} → {m.zero_load_rate / hz:.0f} Hz",
-             SOURCES["zero_load_rate"]),
+            (
+                "zero-load speed",
+                f"{lit.zero_load_rate / hz:.0f} → {m.zero_load_rate / hz:.0f} Hz",
+                SOURCES["zero_load_rate"],
+            ),
             ("motor PMF factor", f"{factor:.3f}", SOURCES["motor_calibration"]),
             ("chirality", self.chirality, SOURCES["chirality"]),
         ]

@@ -17,7 +17,7 @@ from .errors import FlagellaError, check_finite_array
 from .motor import ConstantSpeedMotor, MotorCurve
 from .params import SwimmerParams
 from .population import flagella_number
-from .swim import swim
+from .swim import DEFAULT_BUNDLE, swim
 
 __all__ = ["SweepRow", "Variant", "length_change", "sensitivity_sweep"]
 
@@ -27,7 +27,7 @@ def length_change(
     lengths,
     *,
     law: Callable[[np.ndarray], np.ndarray] | None = None,
-    bundle="thick",
+    bundle=DEFAULT_BUNDLE,
     motor: MotorCurve | ConstantSpeedMotor | None = None,
 ) -> tuple[float, np.ndarray]:
     """Percent change of U from ``lengths[0]`` to ``lengths[-1]`` and the speeds (m/s) on the grid.
@@ -94,7 +94,7 @@ def sensitivity_sweep(
     variants: Sequence[Variant],
     lengths,
     *,
-    bundle: Callable[[SwimmerParams, int], object] | str = "thick",
+    bundle: Callable[[SwimmerParams, int], object] | str = DEFAULT_BUNDLE,
     law: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[SweepRow]:
     """:func:`length_change` for N(L) and N = 1 under every variant.
