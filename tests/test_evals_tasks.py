@@ -173,3 +173,22 @@ def test_datasets_path_with_stub(monkeypatch):
     shots = load_fewshot("kmmlu:Math", use_datasets=True)
     assert calls[-1] == ("HAERAE-HUB/KMMLU", "Math", "dev") and len(shots) == 1
     assert load_fewshot("haerae", use_datasets=True) == []  # no few-shot split
+
+
+def test_gpu_profile_runs_every_kmmlu_subject_and_smoke_cpu_need_no_network():
+    """The gpu profile's KMMLU is the whole benchmark (all 45 subjects, no item cap), so the group score
+    compares like for like with full-KMMLU numbers; smoke and cpu run no public benchmark at all."""
+    from labkit.config import GPU_KMMLU_SUBJECTS, get_profile
+    from labkit.evals.tasks import GROUPS, KMMLU_SUBJECTS
+
+    assert GPU_KMMLU_SUBJECTS == KMMLU_SUBJECTS
+    gpu = get_profile("gpu").evals
+    assert set(GROUPS["kmmlu"].members) <= set(gpu.public_tasks)
+    assert set(GROUPS["haerae"].members) <= set(gpu.public_tasks)
+    assert set(GROUPS["kobest"].members) <= set(gpu.public_tasks) and "click" in gpu.public_tasks
+    assert gpu.public_max_items is None and gpu.use_datasets
+    for t in gpu.public_tasks:  # every name resolves in the registry
+        assert t.split(":", 1)[0] in TASKS
+    for name in ("smoke", "cpu", "gpu-tiny"):
+        ev = get_profile(name).evals
+        assert ev.public_tasks == () and not ev.use_datasets

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 __all__ = [
     "PROFILE_ENV",
     "PROFILES",
+    "GPU_KMMLU_SUBJECTS",
+    "GPU_PUBLIC_TASKS",
     "EvalSizes",
     "FlagellaSizes",
     "MoESizes",
@@ -114,7 +116,9 @@ class EvalSizes:
     shots:
         Few-shot examples per item on the book's parallel set (from its ``fewshot.jsonl``).
     public_tasks:
-        Public benchmarks (registry names, ``task:config``) the chapters run when ``use_datasets``.
+        Public benchmarks (registry names, ``task:config``) the chapters run when ``use_datasets``
+        (read from the local ``datasets`` cache unless ``LABKIT_OFFLINE=0``; empty in smoke and cpu,
+        which never need the network).
     public_max_items:
         Items per public benchmark (``None`` = all).
     tokenizers:
@@ -146,8 +150,9 @@ class FlagellaSizes:
         Blobs on the largest sphere of the regularized-Stokeslet validation (the sweep runs from 200
         up to this; the 0.5 % accuracy target is reached at 2000).
     bundle_points_per_turn:
-        Stokeslet segments per helical turn of each filament in the interacting bundle (32 is
-        converged to < 1 % against 48; the result is cached on disk).
+        Stokeslet segments per helical turn of each filament in the chapters' bundle tables (cached on
+        disk). Convergence is first order: the Richardson-estimated error of D is 1.4–1.7 % at 32 and
+        about 4.5 % at 16 (N = 8); labkit's default bundle model uses 64 (≤ 0.5 %; chapter 4).
     max_flagella:
         Largest bundle in the Stokeslet sweep (must cover N(L) = L + 2 up to L = 6 µm, i.e. ≥ 8).
     """
@@ -178,6 +183,77 @@ class Profile:
         """One line naming the profile, for the top of each chapter."""
         return f"LABKIT_PROFILE={self.name}: {self.description} (device={self.device}, dtype={self.dtype})"
 
+
+#: KMMLU's 45 subjects (Hugging Face configs of ``HAERAE-HUB/KMMLU``), all run by the gpu profile so its
+#: KMMLU score is the whole benchmark, micro- and macro-averaged as lm-eval's groups (``kmmlu``,
+#: ``kmmlu_macro`` in ``labkit.evals.tasks.GROUPS``). Spelled out here because importing
+#: ``labkit.evals`` would load torch; ``tests/test_evals_tasks.py`` checks that it equals
+#: ``labkit.evals.tasks.KMMLU_SUBJECTS``.
+GPU_KMMLU_SUBJECTS: tuple[str, ...] = (
+    "Accounting",
+    "Agricultural-Sciences",
+    "Aviation-Engineering-and-Maintenance",
+    "Biology",
+    "Chemical-Engineering",
+    "Chemistry",
+    "Civil-Engineering",
+    "Computer-Science",
+    "Construction",
+    "Criminal-Law",
+    "Ecology",
+    "Economics",
+    "Education",
+    "Electrical-Engineering",
+    "Electronics-Engineering",
+    "Energy-Management",
+    "Environmental-Science",
+    "Fashion",
+    "Food-Processing",
+    "Gas-Technology-and-Engineering",
+    "Geomatics",
+    "Health",
+    "Industrial-Engineer",
+    "Information-Technology",
+    "Interior-Architecture-and-Design",
+    "Korean-History",
+    "Law",
+    "Machine-Design-and-Manufacturing",
+    "Management",
+    "Maritime-Engineering",
+    "Marketing",
+    "Materials-Engineering",
+    "Math",
+    "Mechanical-Engineering",
+    "Nondestructive-Testing",
+    "Patent",
+    "Political-Science-and-Sociology",
+    "Psychology",
+    "Public-Safety",
+    "Railway-and-Automotive-Engineering",
+    "Real-Estate",
+    "Refrigerating-Machinery",
+    "Social-Welfare",
+    "Taxation",
+    "Telecommunications-and-Wireless-Technology",
+)
+
+#: The public Korean benchmarks of the gpu profile: every member of the KMMLU, HAE-RAE (lm-eval's five
+#: subsets) and KoBEST groups, and CLIcK (with the registry's HCX subset), without an item cap, so the
+#: comparison with the model card's numbers differs only where its row says why.
+GPU_PUBLIC_TASKS: tuple[str, ...] = (
+    *(f"kmmlu:{s}" for s in GPU_KMMLU_SUBJECTS),
+    "haerae:general_knowledge",
+    "haerae:history",
+    "haerae:loan_word",
+    "haerae:rare_word",
+    "haerae:standard_nomenclature",
+    "click",
+    "kobest_boolq",
+    "kobest_copa",
+    "kobest_hellaswag",
+    "kobest_sentineg",
+    "kobest_wic",
+)
 
 _SMOKE_EVALS = EvalSizes(max_items=30, bootstrap=500, shots=0)
 _SMOKE_FLAGELLA = FlagellaSizes(
@@ -247,23 +323,8 @@ PROFILES: dict[str, Profile] = {
             bootstrap=10_000,
             use_datasets=True,
             shots=5,
-            public_tasks=(
-                "kmmlu:Korean-History",
-                "kmmlu:Accounting",
-                "kmmlu:Math",
-                "haerae:general_knowledge",
-                "haerae:history",
-                "haerae:loan_word",
-                "haerae:rare_word",
-                "haerae:standard_nomenclature",
-                "click",
-                "kobest_boolq",
-                "kobest_copa",
-                "kobest_hellaswag",
-                "kobest_sentineg",
-                "kobest_wic",
-            ),
-            public_max_items=1000,
+            public_tasks=GPU_PUBLIC_TASKS,
+            public_max_items=None,  # whole benchmarks, as the model card's numbers
             tokenizers=("smollm2-135m",),
             batch_size=16,
         ),
