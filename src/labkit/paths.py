@@ -6,7 +6,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .storage import StorageError, storage_error, temporary_path
+from .storage import StorageError, atomic_file
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "cache_dir", "cache_root", "data_path"]
 
@@ -48,7 +48,8 @@ def data_path(*parts: str) -> Path:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
 
-    A reader never sees a half-written file, and an interrupted write leaves the old file intact.
+    A reader never sees a half-written file, and an interrupted write leaves the old file intact
+    (:func:`labkit.storage.atomic_file`, labkit's one atomic-write helper).
 
     Raises
     ------
@@ -56,19 +57,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         On any I/O failure (disk full, read-only folder, …), naming ``path`` and what to do.
     """
     path = Path(path)
-    tmp = temporary_path(path, ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise storage_error(err, path, "write", needed_mb=len(data) / 2**20) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path, ".tmp", needed_mb=len(data) / 2**20) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
     return path
 
 

@@ -8,7 +8,10 @@ The rules every writer in labkit follows:
   marker and holds nothing else; :func:`check_output_dir` refuses the working directory, the home folder,
   the cache root and the folders above any of them, files, and non-empty folders of someone else's —
   before any expensive step.
-* **Writes are atomic**: into a temporary sibling named ``.<name>.labkit-tmp-<pid>-…``, then renamed.
+* **Writes are atomic**: into a temporary sibling named ``.<name>.labkit-tmp-<pid>-…``, then renamed:
+  :func:`atomic_file` for a file (whoever writes it: labkit, safetensors, a compiler;
+  :func:`labkit.paths.atomic_write_bytes` and :func:`labkit.paths.atomic_write_text` for bytes and
+  text), :func:`replace_dir` for a folder.
   Temporaries of processes that no longer run are removed on the next start
   (:func:`remove_stale_temporaries`).
 * **Integrity**: :func:`write_manifest` records SHA-256 and size of each file; :func:`verify_manifest`
@@ -41,6 +44,7 @@ __all__ = [
     "LockTimeoutError",
     "OutputPathError",
     "StorageError",
+    "atomic_file",
     "check_output_dir",
     "check_writable",
     "file_lock",
@@ -252,7 +256,7 @@ def is_labkit_temporary(name: str) -> int | None:
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """Remove labkit temporaries in ``folder`` whose process is gone (after a kill); returns them."""
     folder = Path(folder)
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for p in folder.iterdir():
@@ -271,6 +275,40 @@ def temporary_path(target: str | os.PathLike, suffix: str = "") -> Path:
     """A sibling temporary name for ``target`` that :func:`remove_stale_temporaries` recognises."""
     target = Path(target)
     return target.with_name(f".{target.name}{_TMP_TAG}{os.getpid()}-{os.urandom(3).hex()}{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_file(
+    target: str | os.PathLike, suffix: str = "", *, what: str = "write", needed_mb: float | None = None
+) -> Iterator[Path]:
+    """Write a file atomically: the block writes the yielded temporary path, which then replaces ``target``.
+
+    The temporary is a sibling of ``target`` (same file system, so ``os.replace`` is atomic) named by
+    :func:`temporary_path` with ``suffix`` (some writers want an extension), and the folder is
+    created first. A reader never sees a half-written ``target``; if the block raises, the
+    temporary is removed and ``target`` is untouched. The file's data is flushed to disk
+    (``fsync``) before the rename.
+
+    Raises
+    ------
+    StorageError
+        On an I/O failure (disk full, read-only folder, ...) in the block or the rename, naming
+        ``target``, ``what`` failed and what to do (with ``needed_mb`` when the disk is full).
+    """
+    target = Path(target)
+    tmp = temporary_path(target, suffix)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as err:
+        if isinstance(err, StorageError):
+            raise
+        raise storage_error(err, target, what, needed_mb=needed_mb) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def replace_dir(
