@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -16,14 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..paths import atomic_write_text, cache_dir
 from .body import spheroid_drag
+from .diskcache import JsonCache
 from .errors import FlagellaError
 from .stokeslets import SQRT_E, fibonacci_sphere, filament_resistance_matrix, resistance_matrix
 
 __all__ = ["SphereSweep", "sphere_convergence", "sphere_sizes", "spheroid_centerline"]
 
 _CACHE_VERSION = 1
+_CACHE = JsonCache("sphere")
 
 
 def sphere_sizes(largest: int, count: int = 5, smallest: int = 200) -> np.ndarray:
@@ -49,8 +48,8 @@ def sphere_convergence(
 ) -> SphereSweep:
     """Drag of a unit sphere of ``n`` Fibonacci blobs, ``ε = ratio · h`` (``h = √(4π/n)``), for each size.
 
-    Each ``(n, ratio)`` result is cached on disk (``cache_dir()/flagella``), so a rebuilt book reuses it;
-    ``seconds`` is 0 for a cache hit.
+    Each ``(n, ratio)`` result is cached on disk (:class:`~labkit.flagella.diskcache.JsonCache`), so a
+    rebuilt book reuses it; ``seconds`` is 0 for a cache hit.
     """
     sizes = np.asarray(sizes, dtype=int)
     if sizes.ndim != 1 or len(sizes) == 0 or np.any(sizes < 2):
@@ -60,19 +59,15 @@ def sphere_convergence(
     te = np.zeros((len(ratios), len(sizes)))
     re = np.zeros_like(te)
     secs = np.zeros_like(te)
-    folder = cache_dir() / "flagella"
     for j, n in enumerate(sizes):
         pts = None
         h = math.sqrt(4 * math.pi / n)
         for i, c in enumerate(ratios):
-            key = hashlib.sha256(json.dumps([_CACHE_VERSION, int(n), float(c)]).encode()).hexdigest()[:20]
-            path = folder / f"sphere_{key}.json"
-            if cache and path.exists():
-                try:
-                    te[i, j], re[i, j] = json.loads(path.read_text())["errors"]
-                    continue
-                except (ValueError, KeyError):
-                    pass
+            key = [_CACHE_VERSION, int(n), float(c)]
+            hit = _CACHE.get(key, required=("errors",)) if cache else None
+            if hit is not None:
+                te[i, j], re[i, j] = hit["errors"]
+                continue
             if pts is None:
                 pts = fibonacci_sphere(int(n))
             t0 = time.perf_counter()
@@ -81,8 +76,7 @@ def sphere_convergence(
             te[i, j] = np.mean(np.diag(R)[:3]) / (6 * math.pi) - 1
             re[i, j] = np.mean(np.diag(R)[3:]) / (8 * math.pi) - 1
             if cache:
-                rec = {"n": int(n), "ratio": float(c), "errors": [te[i, j], re[i, j]]}
-                atomic_write_text(path, json.dumps(rec))
+                _CACHE.put(key, {"n": int(n), "ratio": float(c), "errors": [te[i, j], re[i, j]]})
     return SphereSweep(sizes, tuple(float(c) for c in ratios), te, re, secs)
 
 
