@@ -32,7 +32,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 __all__ = [
     "DistInfo",
@@ -55,8 +55,6 @@ __all__ = [
     "teardown",
     "world_size",
 ]
-
-T = TypeVar("T")
 
 #: Environment variables torchrun sets that a multi-process run needs for its rendezvous.
 RENDEZVOUS_VARS = ("MASTER_ADDR", "MASTER_PORT")
@@ -234,7 +232,7 @@ def barrier() -> None:
         _dist().barrier()  # type: ignore[union-attr]
 
 
-def broadcast_object(obj: T, src: int = 0) -> T:
+def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s ``obj`` on every rank (a picklable Python object; returned as is in one process)."""
     if not is_distributed():
         return obj
@@ -243,7 +241,7 @@ def broadcast_object(obj: T, src: int = 0) -> T:
     return box[0]
 
 
-def all_gather_object(obj: T) -> list[T]:
+def all_gather_object(obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order, on every rank (``[obj]`` in one process)."""
     if not is_distributed():
         return [obj]
@@ -263,8 +261,8 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
 
 
 def shard(
-    items: Sequence[T], *, strided: bool = False, rank: int | None = None, world_size: int | None = None
-) -> list[T]:
+    items: Sequence[Any], *, strided: bool = False, rank: int | None = None, world_size: int | None = None
+) -> list[Any]:
     """This rank's share of ``items``: deterministic, disjoint across ranks, covering every item.
 
     ``strided=False`` gives a contiguous block (:func:`shard_bounds`); ``strided=True`` gives items
