@@ -10,7 +10,7 @@
     bundle turning about its axis), every filament discretised into regularized Stokeslet segments with
     ``ε = √e · a`` (the blob size for which a line of blobs has the exact drag of a slender body of radius
     ``a``; see :mod:`labkit.flagella.stokeslets`). All hydrodynamic interactions between filaments are
-    resolved by a dense solve. Results are cached on disk (``labkit.paths.cache_dir()/flagella``),
+    resolved by a dense solve. Results are cached on disk (:class:`~labkit.flagella.diskcache.JsonCache`),
     keyed by every input. This is the default model of :func:`~labkit.flagella.swim.swim`
     (:data:`~labkit.flagella.swim.DEFAULT_BUNDLE`): ``bundle_model(params, "stokeslet")`` without an
     ``n_max`` gives a table at :data:`DEFAULT_POINTS_PER_TURN` that computes each N the first time it is
@@ -21,15 +21,13 @@ Every model is an object with ``propulsion(n) -> (A, B, D)`` vectorised over int
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..paths import atomic_write_text, cache_dir
+from .diskcache import JsonCache
 from .errors import FlagellaError
 from .params import SwimmerParams
 from .rft import Helix
@@ -63,6 +61,8 @@ DEFAULT_POINTS_PER_TURN = 64
 
 #: In-process copies of the disk cache, keyed like the cache files.
 _MEMO: dict[str, np.ndarray] = {}
+#: The bundle matrices on disk, one JSON file per ``_key(...)`` (``cache_dir()/flagella/bundle_*``).
+_DISK = JsonCache("bundle")
 
 
 def _counts(n) -> np.ndarray:
@@ -194,25 +194,22 @@ def _key(
     eps_factor: float,
     arrangement: str,
     spacing: float | None,
-) -> str:
-    blob = json.dumps(
-        {
-            "v": _CACHE_VERSION,
-            "pitch": params.pitch,
-            "R": params.helix_radius,
-            "Lc": params.contour_length,
-            "a": params.filament_radius,
-            "chir": params.chirality,
-            "mu": params.viscosity,
-            "n": int(n),
-            "ppt": int(points_per_turn),
-            "epsf": float(eps_factor),
-            "arr": arrangement,
-            "spacing": spacing,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+) -> dict[str, object]:
+    """The inputs that determine one cached bundle matrix (its :data:`_DISK` key)."""
+    return {
+        "v": _CACHE_VERSION,
+        "pitch": params.pitch,
+        "R": params.helix_radius,
+        "Lc": params.contour_length,
+        "a": params.filament_radius,
+        "chir": params.chirality,
+        "mu": params.viscosity,
+        "n": int(n),
+        "ppt": int(points_per_turn),
+        "epsf": float(eps_factor),
+        "arr": arrangement,
+        "spacing": spacing,
+    }
 
 
 @dataclass(frozen=True)
@@ -304,7 +301,6 @@ def stokeslet_bundle(
     ns = list(range(1, int(n_max) + 1)) if np.ndim(n_max) == 0 else [int(x) for x in n_max]
     if ns:
         _counts(ns)
-    folder = cache_dir() / "flagella"
     mats: dict[int, np.ndarray] = {}
     secs: dict[int, float] = {}
     it = ns
@@ -313,19 +309,16 @@ def stokeslet_bundle(
 
         it = tqdm(ns, desc="Stokeslet bundle", unit="N")
     for n in it:
-        key = _key(params, n, points_per_turn, eps_factor, arrangement, spacing)
-        path = folder / f"bundle_{key}.json"
-        if cache and key in _MEMO and path.exists():
+        inputs = _key(params, n, points_per_turn, eps_factor, arrangement, spacing)
+        key = _DISK.digest(inputs)
+        if cache and key in _MEMO and _DISK.path(inputs).exists():
             mats[n], secs[n] = _MEMO[key].copy(), 0.0
             continue
-        if cache and path.exists():
-            try:
-                mats[n] = np.array(json.loads(path.read_text())["matrix"])
-                secs[n] = 0.0
-                _MEMO[key] = mats[n].copy()
-                continue
-            except (ValueError, KeyError):
-                pass  # corrupt cache entry: recompute
+        hit = _DISK.get(inputs, required=("matrix",)) if cache else None  # damaged: recompute
+        if hit is not None:
+            mats[n], secs[n] = np.array(hit["matrix"]), 0.0
+            _MEMO[key] = mats[n].copy()
+            continue
         t0 = time.perf_counter()
         M = bundle_resistance_matrix(
             params,
@@ -338,7 +331,7 @@ def stokeslet_bundle(
         secs[n] = time.perf_counter() - t0
         mats[n] = M
         if cache:
-            atomic_write_text(path, json.dumps({"n": n, "ppt": points_per_turn, "matrix": M.tolist()}))
+            _DISK.put(inputs, {"n": n, "ppt": points_per_turn, "matrix": M.tolist()})
             _MEMO[key] = M.copy()
     opts = dict(
         points_per_turn=points_per_turn,
