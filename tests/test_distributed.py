@@ -181,6 +181,7 @@ def _same_as_reference(folder: Path, reference: Path, world_size: int) -> None:
     assert sorted(p.name for p in folder.iterdir()) == sorted([".labkit.lock", *RESULT_FILES])
 
 
+@pytest.mark.slow
 def test_two_ranks_write_what_one_process_writes(tmp_path, reference):
     out = tmp_path / "out"
     cache = tmp_path / "c"
@@ -193,6 +194,7 @@ def test_two_ranks_write_what_one_process_writes(tmp_path, reference):
     assert (out / "summary.json").read_bytes() == (reference / "summary.json").read_bytes()
 
 
+@pytest.mark.slow
 def test_killed_rank_resumes_with_another_world_size(tmp_path, reference, no_torchrun, one_thread, capsys):
     cache = tmp_path / "c"
     # rank 1 dies (SIGKILL) as it starts its second chunk; torchrun then stops rank 0
@@ -212,7 +214,8 @@ def test_killed_rank_resumes_with_another_world_size(tmp_path, reference, no_tor
     assert p.returncode != 0
     folder = _run_folder(cache)
     partial = [json.loads(x) for x in (folder / "items.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert len(partial) in (4, 6)  # rounds of two 2-item chunks; rank 0 may have saved its third chunk
+    # round 1 (chunks 0, 1) is on disk before round 2 starts; rank 0 may have saved chunk 2 too
+    assert len(partial) in (4, 6)
     assert not (folder / "summary.json").exists()
     # resume in one process (world size 1): only the rest is scored, and the result is the reference's
     capsys.readouterr()
@@ -221,6 +224,7 @@ def test_killed_rank_resumes_with_another_world_size(tmp_path, reference, no_tor
     _same_as_reference(folder, reference, world_size=1)
 
 
+@pytest.mark.slow
 def test_ranks_that_disagree_fail_before_writing(tmp_path):
     cache = tmp_path / "c"
     worker = _worker(tmp_path, "if RANK == 1:\n    sys.argv += ['--seed', '99']\n")

@@ -306,8 +306,10 @@ def _evaluate_ranks(
 
     Rounds of ``world_size`` chunks: rank ``r`` scores chunk ``round * world_size + r``. Rank 0 saves
     its own records at once and the others' after the round's ``all_gather_object``, in chunk order,
-    so ``items.jsonl`` lists the records in the order one process writes them. A rank that fails
-    sends its error instead of records, so that every rank stops after the round rather than wait.
+    so ``items.jsonl`` lists the records in the order one process writes them; a barrier then keeps
+    every rank from scoring on until they are on disk, so a rank killed later loses at most its
+    current chunk. A rank that fails sends its error instead of records, so that every rank stops
+    after the round rather than wait.
     """
     r, ws = dist.rank(), dist.world_size()
     dist.check_world_size(len(items), "items")
@@ -340,6 +342,7 @@ def _evaluate_ranks(
             others = [x for k, p in enumerate(gathered) if k != r for x in p["records"]]
             if store is not None and others:
                 store.add(others)
+            dist.barrier()  # no rank scores on before this round's records are on disk
             for p in gathered:
                 new.update({x["id"]: x for x in p["records"]})
             if own_error is not None:
