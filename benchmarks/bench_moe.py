@@ -252,9 +252,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=None, help="prefill tokens (4096; 512 at llama2-7b)")
     ap.add_argument("--repeats", type=int, default=21, help="rounds per row (paired timings)")
     ap.add_argument("--convert", action="store_true", help="also time the SmolLM2 100K-token conversion")
-    ap.add_argument(
-        "--no-pytorch-column", action="store_true", help="skip the block without its C kernels"
-    )
+    ap.add_argument("--no-pytorch-column", action="store_true", help="skip the block without its C kernels")
     ap.add_argument(
         "--steady-malloc", action="store_true", help="glibc keeps freed memory (no trimming; see above)"
     )

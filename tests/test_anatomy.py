@@ -13,8 +13,15 @@ def test_config_counts_equal_tensor_counts(name):
 
 
 def test_llama2_7b_numbers():
-    cfg = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-               num_key_value_heads=32, vocab_size=32000, tie_word_embeddings=False)
+    cfg = dict(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+    )
     c = llama_parameter_counts(cfg)
     assert c.total == 6_738_415_616  # the published 6.74B
     assert c.ffn == 32 * 3 * 4096 * 11008
@@ -25,5 +32,8 @@ def test_llama2_7b_numbers():
 
 def test_bad_config_is_clear():
     with pytest.raises(ValueError, match="intermediate_size"):
-        llama_parameter_counts(dict(hidden_size=8, intermediate_size=0, num_hidden_layers=1,
-                                    num_attention_heads=1, vocab_size=10))
+        llama_parameter_counts(
+            dict(
+                hidden_size=8, intermediate_size=0, num_hidden_layers=1, num_attention_heads=1, vocab_size=10
+            )
+        )

@@ -23,7 +23,9 @@ kernelspec:
 
 
 def _chapter(path, claim: str):
-    path.write_text(HEADER + textwrap.dedent(f"""
+    path.write_text(
+        HEADER
+        + textwrap.dedent(f"""
         ```{{code-cell}} ipython3
         x = 2 + 2
         ```
@@ -32,7 +34,9 @@ def _chapter(path, claim: str):
         :tags: [remove-cell]
         assert {claim}
         ```
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     return path
 
 

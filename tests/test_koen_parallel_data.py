@@ -20,11 +20,26 @@ import pytest
 
 from labkit.paths import data_path
 
-CATEGORIES = {"knowledge": "know", "commonsense": "comm", "arithmetic": "arith", "reading": "read",
-              "korean_culture": "kcul"}
+CATEGORIES = {
+    "knowledge": "know",
+    "commonsense": "comm",
+    "arithmetic": "arith",
+    "reading": "read",
+    "korean_culture": "kcul",
+}
 PAIRED = {"knowledge", "commonsense", "arithmetic", "reading"}
-FIELDS = ["id", "pair_id", "lang", "category", "question", "choices", "label", "passage_id", "passage",
-          "answer_number"]
+FIELDS = [
+    "id",
+    "pair_id",
+    "lang",
+    "category",
+    "question",
+    "choices",
+    "label",
+    "passage_id",
+    "passage",
+    "answer_number",
+]
 MIN_PAIRS = 40  # per paired category (test split)
 MIN_KO_ONLY = 40  # korean_culture items (test split)
 MIN_TOTAL = 300
@@ -221,7 +236,8 @@ def test_fewshot_disjoint_from_test(items, fewshot):
     fs_ids = {r["id"] for r in fewshot} | {r["pair_id"] for r in fewshot}
     assert not test_ids & fs_ids
     assert not {r["passage_id"] for r in items if r["passage_id"]} & {
-        r["passage_id"] for r in fewshot if r["passage_id"]}
+        r["passage_id"] for r in fewshot if r["passage_id"]
+    }
     test_q = {(_norm(r["question"]), r["passage_id"]) for r in items}
     assert not test_q & {(_norm(r["question"]), r["passage_id"]) for r in fewshot}
     test_passages = {r["passage"] for r in items if r["passage"]}
@@ -240,8 +256,13 @@ def test_files_are_sorted_utf8_jsonl():
 def test_datacard_counts_match(items, fewshot):
     card = data_path("koen_parallel", "DATACARD.md").read_text("utf-8")
     assert "CC-BY-4.0" in card
-    rows = {cells[0]: cells for line in card.splitlines() if line.startswith("|")
-            for cells in [[c.strip() for c in line.strip().strip("|").split("|")]] if len(cells) == 6}
+    rows = {
+        cells[0]: cells
+        for line in card.splitlines()
+        if line.startswith("|")
+        for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]
+        if len(cells) == 6
+    }
     counts = Counter((r["category"], r["lang"]) for r in items)
     fs_counts = Counter((r["category"], r["lang"]) for r in fewshot)
     for category in CATEGORIES:
@@ -282,6 +303,7 @@ def test_check_detects_label_mismatch_between_partners(items):
     def fn(records):
         r = _first(records, "knowledge", "en")
         r["label"] = (r["label"] + 1) % 4
+
     assert any("differ in label" in p for p in _mutated(items, fn))
 
 
@@ -289,17 +311,20 @@ def test_check_detects_duplicated_option(items):
     def fn(records):
         r = _first(records, "commonsense", "ko")
         r["choices"][(r["label"] + 1) % 4] = r["choices"][r["label"]] + " "  # differs only by space
+
     assert any("duplicated option" in p or "NFC" in p for p in _mutated(items, fn))
 
     def fn2(records):
         r = _first(records, "commonsense", "en")
         r["choices"][(r["label"] + 1) % 4] = r["choices"][r["label"]].upper()
+
     assert any("duplicated option" in p for p in _mutated(items, fn2))
 
 
 def test_check_detects_missing_partner(items):
     def fn(records):
         records.remove(_first(records, "reading", "en"))
+
     assert any("languages ['ko'] != ['en', 'ko']" in p for p in _mutated(items, fn))
 
 
@@ -309,6 +334,7 @@ def test_check_detects_unbalanced_labels(items):
             if r["category"] == "korean_culture":
                 r["choices"][0], r["choices"][r["label"]] = r["choices"][r["label"]], r["choices"][0]
                 r["label"] = 0
+
     assert any("letter A" in p for p in _mutated(items, fn))
 
 
@@ -316,6 +342,7 @@ def test_check_detects_wrong_arithmetic_answer(items):
     def fn(records):
         r = _first(records, "arithmetic", "ko")
         r["answer_number"] = r["choices"][(r["label"] + 1) % 4]
+
     found = _mutated(items, fn)
     assert any("not '" in p or "differ in answer_number" in p for p in found)
 
@@ -327,6 +354,7 @@ def test_check_detects_inconsistent_passage_and_length_leak(items):
         for r in records:
             if r["category"] == "commonsense" and r["lang"] == "en":
                 r["choices"][r["label"]] += " (this is the full and complete answer)"
+
     found = _mutated(items, fn)
     assert any("different passage texts" in p for p in found)
     assert any("longest" in p for p in found)
@@ -335,21 +363,25 @@ def test_check_detects_inconsistent_passage_and_length_leak(items):
 def test_check_detects_bad_ids_and_nfd(items):
     def fn(records):
         _first(records, "knowledge", "ko")["id"] = "know-1-ko"
+
     assert any("does not match" in p for p in _mutated(items, fn))
 
     def fn2(records):
         r = _first(records, "korean_culture", "ko")
         r["question"] = unicodedata.normalize("NFD", r["question"])
+
     assert any("NFC" in p for p in _mutated(items, fn2))
 
 
 def test_check_detects_duplicate_ids_and_low_counts(items):
     def fn(records):
         records.append(copy.deepcopy(_first(records, "korean_culture", "ko")))
+
     assert any("duplicate id" in p for p in _mutated(items, fn))
 
     def fn2(records):
         records[:] = [r for r in records if r["category"] != "arithmetic" or r["pair_id"] < "arith-010"]
+
     assert any("arithmetic:" in p and "< 40" in p for p in _mutated(items, fn2))
 
 
@@ -359,7 +391,7 @@ def overlap_baseline(records: list[dict]) -> float:
 
     def grams(text: str) -> set[str]:
         text = "".join(text.lower().split())
-        return {text[i:i + 2] for i in range(len(text) - 1)}
+        return {text[i : i + 2] for i in range(len(text) - 1)}
 
     hits = 0
     for r in records:

@@ -46,7 +46,6 @@ def _pack(block):
     return None if st is None else st.pack
 
 
-
 @pytest.fixture
 def threads():
     old = torch.get_num_threads()

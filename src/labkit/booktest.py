@@ -122,9 +122,21 @@ def run(
     profile = get_profile()
     print(f"booktest: {len(notebooks)} chapter(s), LABKIT_PROFILE={profile.name}", flush=True)
     cmd = [
-        sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
-        f"--nbval-sanitize-with={sanitize}", "-p", "no:cacheprovider", "--durations=0",
-        "-o", "addopts=", "-o", "testpaths=", *pytest_args, *map(str, notebooks),
+        sys.executable,
+        "-m",
+        "pytest",
+        "--nbval-lax",
+        "--nbval-current-env",
+        f"--nbval-sanitize-with={sanitize}",
+        "-p",
+        "no:cacheprovider",
+        "--durations=0",
+        "-o",
+        "addopts=",
+        "-o",
+        "testpaths=",
+        *pytest_args,
+        *map(str, notebooks),
     ]
     t0 = time.perf_counter()
     code = subprocess.call(cmd)
