@@ -98,6 +98,49 @@ def test_cli_missing_rendezvous_writes_nothing(no_torchrun, tmp_path, capsys):
     assert not cache.exists() and not (tmp_path / "out").exists()
 
 
+def test_rank0_merges_rounds_in_order_and_stops_on_a_failed_peer(no_torchrun, tmp_path, one_thread):
+    """Rank 0's side of a faked 2-rank group: rank 1's chunks arrive through all_gather_object."""
+    import labkit.evals.runner as runner
+    from labkit.evals import evaluate, load_task
+    from labkit.evals.errors import EvalError
+    from labkit.evals.results import ResultStore
+
+    m, t = tiny_llama("tiny-llama", seed=0)
+    items = load_task("koen_parallel", path=KOEN)
+    ref, _ = evaluate(m, t, items, chunk_size=2, progress=False)
+    chunks = [ref[i : i + 2] for i in range(0, len(ref), 2)]
+    rounds = []
+
+    def gather(payload):
+        k = len(rounds)
+        rounds.append([x["id"] for x in payload["records"]])
+        peer = {"records": chunks[2 * k + 1], "bad": [], "error": None}
+        if k == 2:
+            peer = {"records": [], "bad": [], "error": "RuntimeError: rank 1 ran out of memory"}
+        return [payload, peer]
+
+    for name, fake in dict(
+        is_distributed=lambda: True,
+        rank=lambda: 0,
+        world_size=lambda: 2,
+        broadcast_object=lambda obj, src=0: obj,
+        all_gather_object=gather,
+        barrier=lambda: None,
+    ).items():
+        no_torchrun.setattr(runner.dist, name, fake)
+    store = ResultStore(tmp_path / "r")
+    with pytest.raises(EvalError, match="rank 1 failed while scoring its items .*ran out of memory"):
+        evaluate(m, t, items, chunk_size=2, store=store, progress=False)
+    assert rounds == [[r["id"] for r in chunks[c]] for c in (0, 2, 4)]  # rank 0 scores chunks 0, 2, 4
+    on_disk = [
+        json.loads(x) for x in (tmp_path / "r" / "items.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    assert on_disk == ref[:10]  # chunks 0-3 from two full rounds, then rank 0's chunk 4, in chunk order
+    no_torchrun.undo()
+    again, scored = evaluate(m, t, items, chunk_size=2, store=ResultStore(tmp_path / "r"), progress=False)
+    assert scored == 3 and again == ref
+
+
 # --------------------------------------------------------------------------- torchrun, 2 processes
 def _eval_args(cache: Path, *extra: str) -> list[str]:
     return [
