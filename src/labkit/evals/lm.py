@@ -28,6 +28,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -346,18 +347,6 @@ def loglikelihood_reference(
     return out
 
 
-class _StopOnStrings:
-    """Stopping criterion: every row has produced one of ``stops`` (or EOS) in its new text."""
-
-    def __init__(self, tokenizer, stops: Sequence[str], start: int):
-        self.tokenizer, self.stops, self.start = tokenizer, list(stops), start
-
-    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.start :], skip_special_tokens=False)
-        done = [any(s in t for s in self.stops) for t in texts]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-
 def _cut(text: str, stops: Sequence[str]) -> str:
     for s in stops:
         if s and s in text:
@@ -384,6 +373,8 @@ def generate_until(
     ``temperature=0`` is greedy decoding (``num_samples`` must then be 1); otherwise ``num_samples``
     samples per prompt are drawn with a fixed ``seed`` (for maj@k and pass@k). Prompts are left-padded
     and left-truncated to ``window - max_new_tokens`` with a :class:`ContextTruncatedWarning`.
+    Generation of a row stops once its new text ends in a stop string (``generate(stop_strings=...)``,
+    transformers' ``StopStringCriteria``, which matches tokens without decoding the output).
 
     Returns one list of ``num_samples`` strings per prompt.
     """
@@ -423,15 +414,16 @@ def generate_until(
             for r, e in enumerate(encs):
                 ids[r, width - len(e) :] = torch.tensor(e)
                 mask[r, width - len(e) :] = 1
-            kwargs = dict(do_sample=temperature > 0, num_return_sequences=num_samples)
+            kwargs: dict[str, Any] = dict(do_sample=temperature > 0, num_return_sequences=num_samples)
             if temperature > 0:
                 kwargs.update(temperature=temperature, top_k=0, top_p=1.0)
+            if stops:  # a row stops once its new tokens end in a stop string (StopStringCriteria)
+                kwargs.update(stop_strings=stops, tokenizer=tokenizer)
             gen = model.generate(
                 input_ids=ids.to(device),
                 attention_mask=mask.to(device),
                 max_new_tokens=max_new_tokens,
                 pad_token_id=pad,
-                stopping_criteria=[_StopOnStrings(tokenizer, stops, width)] if stops else None,
                 **kwargs,
             )
             decoded = tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
