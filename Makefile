@@ -27,7 +27,7 @@ help:
 	@echo "make test      unit tests + every chapter under nbval (smoke profile; Part I also in gpu-tiny)"
 	@echo "make check-html  open the built book in headless Chromium, network off; screenshot and check each page"
 	@echo "make bench     speed benchmarks (benchmarks/bench_*.py)"
-	@echo "make lint      ruff"
+	@echo "make lint      ruff check, ruff format --check, mypy (src/labkit)"
 	@echo "make install   create $(VENV) with everything (done automatically by book/test)"
 	@echo "make clean     remove build outputs (keeps $(VENV) and the model cache)"
 
@@ -79,8 +79,11 @@ check-html: install
 bench: install
 	@for f in benchmarks/bench_*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(PY) $$f; done
 
+# ruff (lint rules and formatting) on the Python trees, mypy on src/labkit ([tool.mypy] in pyproject.toml)
 lint: install
 	$(VENV)/bin/ruff check $$(ls -d src tests benchmarks tools 2>/dev/null)
+	$(VENV)/bin/ruff format --check $$(ls -d src tests benchmarks tools 2>/dev/null)
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf _build build .pytest_cache

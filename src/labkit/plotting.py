@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 __all__ = ["PALETTE", "figure", "use_style"]
 
 #: Okabe–Ito colour-blind-safe palette.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 
-_STYLE = {
+_STYLE: dict[str, Any] = {
     "figure.figsize": (6.4, 4.0),
     "figure.dpi": 110,
     "savefig.dpi": 150,
@@ -29,7 +31,7 @@ def use_style() -> None:
     import matplotlib as mpl
     from cycler import cycler
 
-    mpl.rcParams.update(_STYLE)
+    mpl.rcParams.update(cast(Any, _STYLE))  # rcParams' stubs list the keys as literals
     mpl.rcParams["axes.prop_cycle"] = cycler(color=PALETTE)
 
 

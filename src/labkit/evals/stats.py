@@ -70,7 +70,7 @@ class Estimate:
         return f"{self.value:.4f} (SE {self.se:.4f}, n={self.n})"
 
 
-def _arr(x: Sequence[float], name: str = "scores") -> np.ndarray:
+def _arr(x: Sequence[float] | np.ndarray, name: str = "scores") -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 1 or a.size == 0:
         raise EvalError(f"{name} must be a non-empty 1-D sequence, got shape {a.shape}")
@@ -79,7 +79,7 @@ def _arr(x: Sequence[float], name: str = "scores") -> np.ndarray:
     return a
 
 
-def _clusters(clusters: Sequence | None, n: int) -> np.ndarray | None:
+def _clusters(clusters: Sequence | np.ndarray | None, n: int) -> np.ndarray | None:
     if clusters is None:
         return None
     c = np.asarray([str(x) if x is not None else f"__item{i}" for i, x in enumerate(clusters)])
@@ -88,7 +88,7 @@ def _clusters(clusters: Sequence | None, n: int) -> np.ndarray | None:
     return c
 
 
-def mean_se(scores: Sequence[float]) -> Estimate:
+def mean_se(scores: Sequence[float] | np.ndarray) -> Estimate:
     """Mean and CLT standard error ``sd/sqrt(n)`` (Bessel-corrected sd; 0 for n = 1)."""
     s = _arr(scores)
     se = float(s.std(ddof=1) / np.sqrt(s.size)) if s.size > 1 else 0.0
@@ -119,7 +119,9 @@ def _ci(m: float, se: float, df: int | None) -> tuple[float, float]:
     return (m - q * se, m + q * se)
 
 
-def clustered_se(scores: Sequence[float], clusters: Sequence, *, correction: str = "CR1") -> Estimate:
+def clustered_se(
+    scores: Sequence[float] | np.ndarray, clusters: Sequence | np.ndarray, *, correction: str = "CR1"
+) -> Estimate:
     """Cluster-robust SE of the mean. ``None`` cluster entries are singletons.
 
     ``correction="CR1"`` (default): ``SE² = G/(G−1) · Σ_c (Σ_{i∈c} (s_i − s̄))² / n²`` with ``G``
@@ -136,6 +138,8 @@ def clustered_se(scores: Sequence[float], clusters: Sequence, *, correction: str
         raise EvalError(f"correction={correction!r} must be 'CR1' or 'miller'")
     s = _arr(scores)
     c = _clusters(clusters, s.size)
+    if c is None:
+        raise EvalError("clustered_se needs clusters (one id per score; None entries are singletons)")
     d = s - s.mean()
     uniq, inv = np.unique(c, return_inverse=True)
     g = int(uniq.size)
@@ -155,7 +159,9 @@ def clustered_se(scores: Sequence[float], clusters: Sequence, *, correction: str
     return Estimate(m, se, _ci(m, se, g - 1), int(s.size), g, "clustered-CR1")
 
 
-def combine_means(cells: Sequence[tuple[Sequence[float], Sequence | None, float]]) -> Estimate:
+def combine_means(
+    cells: Sequence[tuple[Sequence[float] | np.ndarray, Sequence | np.ndarray | None, float]],
+) -> Estimate:
     """``θ = Σ_k a_k · mean(s_k)`` over cells ``(scores_k, clusters_k, a_k)`` with a CR1 cluster-robust SE.
 
     Cluster ids are shared *across* cells: a Korean item and its English twin (same pair id) or two
@@ -215,27 +221,29 @@ def _batch(n: int) -> int:
 
 def _one_sample(statistic: Callable[[np.ndarray], float]) -> tuple[Callable[..., Any], bool]:
     """``statistic`` in the form scipy's resampling functions call it, and whether it is vectorised."""
+    stat: Any = statistic  # the vectorisable ones take ``axis``
     if statistic in _VECTORISABLE:
-        return (lambda x, axis=-1: statistic(x, axis=axis)), True
-    return (lambda x: statistic(x)), False
+        return (lambda x, axis=-1: stat(x, axis=axis)), True
+    return (lambda x: stat(x)), False
 
 
 def _two_sample(
     statistic: Callable[[np.ndarray], float], absolute: bool = False
 ) -> tuple[Callable[..., Any], bool]:
     """``statistic(x) − statistic(y)`` (or its absolute value) for scipy, and whether it is vectorised."""
-    post = np.abs if absolute else (lambda v: v)
+    stat: Any = statistic  # the vectorisable ones take ``axis``
+    post: Callable[[Any], Any] = np.abs if absolute else (lambda v: v)
     if statistic in _VECTORISABLE:
-        return (lambda x, y, axis=-1: post(statistic(x, axis=axis) - statistic(y, axis=axis))), True
-    return (lambda x, y: post(statistic(x) - statistic(y))), False
+        return (lambda x, y, axis=-1: post(stat(x, axis=axis) - stat(y, axis=axis))), True
+    return (lambda x, y: post(stat(x) - stat(y))), False
 
 
 def bootstrap(
-    scores: Sequence[float],
+    scores: Sequence[float] | np.ndarray,
     *,
     B: int = 2000,
     seed: int = 0,
-    clusters: Sequence | None = None,
+    clusters: Sequence | np.ndarray | None = None,
     statistic: Callable[[np.ndarray], float] = np.mean,
 ) -> Estimate:
     """Percentile bootstrap CI and bootstrap SE (std of replicates) of ``statistic``.
@@ -290,7 +298,7 @@ class PairedResult:
         return asdict(self)
 
 
-def _pair(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _pair(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x, y = _arr(a, "a"), _arr(b, "b")
     if x.size != y.size:
         raise EvalError(f"paired scores need equal lengths, got {x.size} and {y.size}")
@@ -298,7 +306,9 @@ def _pair(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarra
 
 
 def paired_difference(
-    a: Sequence[float], b: Sequence[float], clusters: Sequence | None = None
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    clusters: Sequence | np.ndarray | None = None,
 ) -> PairedResult:
     """Paired difference ``mean(a − b)`` with a two-sided p-value and the item-level correlation.
 
@@ -326,7 +336,7 @@ def paired_difference(
     return PairedResult(est.value, est.se, est.ci, est.n, corr, p, "paired-" + est.method)
 
 
-def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
+def mcnemar(a_correct: Sequence[bool] | np.ndarray, b_correct: Sequence[bool] | np.ndarray) -> dict:
     """McNemar's test on paired correctness.
 
     Returns ``b`` (A right, B wrong), ``c`` (A wrong, B right), the exact two-sided p-value
@@ -345,12 +355,12 @@ def mcnemar(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
 
 
 def paired_bootstrap(
-    a: Sequence[float],
-    b: Sequence[float],
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
     *,
     B: int = 2000,
     seed: int = 0,
-    clusters: Sequence | None = None,
+    clusters: Sequence | np.ndarray | None = None,
     statistic: Callable[[np.ndarray], float] = np.mean,
 ) -> PairedResult:
     """Paired bootstrap (Koehn 2004): resample items (or clusters) once for both models.
@@ -376,8 +386,8 @@ def paired_bootstrap(
 
 
 def permutation_test(
-    a: Sequence[float],
-    b: Sequence[float],
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
     *,
     B: int = 2000,
     seed: int = 0,
@@ -461,7 +471,7 @@ def aggregate(scores: Mapping[str, Estimate], categories: Mapping[str, str]) -> 
     return {"categories": cat_est, "overall": _mean(list(cat_est.values()), "overall-mean")}
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
+def holm(p_values: Sequence[float] | np.ndarray) -> list[float]:
     """Holm–Bonferroni adjusted p-values (family-wise error control), in input order."""
     p = _arr(p_values, "p_values")
     order = np.argsort(p)

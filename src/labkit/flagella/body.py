@@ -63,7 +63,8 @@ def _lengths(length, width) -> tuple[np.ndarray, np.ndarray]:
         raise FlagellaError(f"length must be positive, got {L[L <= 0].ravel()[0]!r} m")
     if np.any(w <= 0):
         raise FlagellaError(f"width must be positive, got {w[w <= 0].ravel()[0]!r} m")
-    return np.broadcast_arrays(L, w)
+    L, w = np.broadcast_arrays(L, w)
+    return L, w
 
 
 def spheroid_drag(length, width, mu: float, *, transverse: bool = False):

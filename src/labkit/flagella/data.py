@@ -53,7 +53,7 @@ class Measurement:
 
 def data_path(name: str) -> Path:
     """Path of a file in ``labkit/data/flagella``."""
-    return Path(str(resources.files("labkit").joinpath("data", "flagella", name)))
+    return Path(str(resources.files("labkit") / "data" / "flagella" / name))
 
 
 def read_table(path: str | Path, required: tuple[str, ...]) -> list[dict[str, str]]:

@@ -57,8 +57,8 @@ def sample_lengths(
 def flagella_number(
     length,
     *,
-    slope: float = 1.0,
-    intercept: float = 2.0,
+    slope: float | np.ndarray = 1.0,
+    intercept: float | np.ndarray = 2.0,
     noise: float = 0.0,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
@@ -67,10 +67,10 @@ def flagella_number(
     ``length`` in m; ``slope`` in flagella per µm.
     """
     L = check_finite_array("length", length, positive=True)
-    slope = check_finite_array("slope", slope)
-    intercept = check_finite_array("intercept", intercept)
+    a = check_finite_array("slope", np.asarray(slope, dtype=float))
+    b = check_finite_array("intercept", np.asarray(intercept, dtype=float))
     noise = check_positive("noise", noise, allow_zero=True)
-    mean = slope * L * 1e6 + intercept
+    mean = a * L * 1e6 + b
     if noise:
         rng = np.random.default_rng(0) if rng is None else rng
         mean = mean + noise * rng.standard_normal(L.shape)

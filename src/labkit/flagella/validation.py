@@ -51,15 +51,15 @@ def sphere_convergence(
     Each ``(n, ratio)`` result is cached on disk (:class:`~labkit.flagella.diskcache.JsonCache`), so a
     rebuilt book reuses it; ``seconds`` is 0 for a cache hit.
     """
-    sizes = np.asarray(sizes, dtype=int)
-    if sizes.ndim != 1 or len(sizes) == 0 or np.any(sizes < 2):
-        raise FlagellaError(f"sizes must be a non-empty list of integers ≥ 2, got {sizes.tolist()}")
+    ns = np.asarray(sizes, dtype=int)
+    if ns.ndim != 1 or len(ns) == 0 or np.any(ns < 2):
+        raise FlagellaError(f"sizes must be a non-empty list of integers ≥ 2, got {ns.tolist()}")
     if any(not (c > 0 and math.isfinite(c)) for c in ratios):
         raise FlagellaError(f"ratios must be positive, got {list(ratios)}")
-    te = np.zeros((len(ratios), len(sizes)))
+    te = np.zeros((len(ratios), len(ns)))
     re = np.zeros_like(te)
     secs = np.zeros_like(te)
-    for j, n in enumerate(sizes):
+    for j, n in enumerate(ns):
         pts = None
         h = math.sqrt(4 * math.pi / n)
         for i, c in enumerate(ratios):
@@ -77,7 +77,7 @@ def sphere_convergence(
             re[i, j] = np.mean(np.diag(R)[3:]) / (8 * math.pi) - 1
             if cache:
                 _CACHE.put(key, {"n": int(n), "ratio": float(c), "errors": [te[i, j], re[i, j]]})
-    return SphereSweep(sizes, tuple(float(c) for c in ratios), te, re, secs)
+    return SphereSweep(ns, tuple(float(c) for c in ratios), te, re, secs)
 
 
 def spheroid_centerline(
