@@ -115,11 +115,8 @@ def oseen_tensor(r: np.ndarray, mu: float = 1.0) -> np.ndarray:
 def mobility_matrix(points: np.ndarray, eps: float, mu: float, *, check: bool = True) -> np.ndarray:
     """Dense ``(3n, 3n)`` mobility of ``n`` blobs: ``u = M f`` with ``u``, ``f`` stacked point by point.
 
-    Assembled in float64 row blocks of ``b ≈ 50 000 / n`` rows: each block's ``b`` rows of 3×3 blocks
-    are built contiguously in a ~4 MB buffer (in cache) and copied into the result in one transposed
-    write, so the ``72 n²`` bytes of the result are written about once (1.0 s for 10⁴ unknowns on one
-    core, against 2.3 s when every component was scattered into the full-size result; see
-    ``benchmarks/NOTES_flagella.md``).
+    Assembled in float64 row blocks (memory ``72 n²`` bytes for the result plus ~``40 n²·b/n`` of
+    temporaries per block of ``b`` rows).
 
     Raises
     ------
@@ -135,20 +132,25 @@ def mobility_matrix(points: np.ndarray, eps: float, mu: float, *, check: bool = 
     out = np.empty((n, 3, n, 3))
     c = 1.0 / (8.0 * math.pi * mu)
     e2 = eps * eps
-    block = max(1, min(n, 50_000 // n))
-    buf = np.empty((block, n, 3, 3))
+    # row blocks small enough (~2 MB per temporary) to stay in cache; the 6 distinct components
+    # of the symmetric 3×3 blocks are computed once and written twice.
+    block = max(1, min(n, 262_144 // max(n, 1)))
     for s in range(0, n, block):
         e = min(n, s + block)
         r = pts[s:e, None, :] - pts[None, :, :]  # (b, n, 3)
         r2 = np.einsum("ijk,ijk->ij", r, r)
         d = r2 + e2
         d = c / (d * np.sqrt(d))
-        blk = buf[: e - s]
-        np.multiply((r * d[..., None])[..., :, None], r[..., None, :], out=blk)  # r rᵀ d
         diag = (r2 + 2.0 * e2) * d
         for a in range(3):
-            blk[..., a, a] += diag
-        out[s:e] = blk.transpose(0, 2, 1, 3)
+            ra = r[:, :, a] * d
+            for b in range(a, 3):
+                blk = ra * r[:, :, b]
+                if a == b:
+                    blk += diag
+                out[s:e, a, :, b] = blk
+                if a != b:
+                    out[s:e, b, :, a] = blk
     return out.reshape(3 * n, 3 * n)
 
 
