@@ -81,6 +81,10 @@ class MoESizes:
         Multiple-choice items used for zero-shot accuracy (``None`` = all).
     latency_tokens:
         Prefill length (tokens) for latency measurements.
+    shared_fraction:
+        Fraction of each FFN's neurons in the always-on shared expert (0 = none).
+    sensitivity:
+        Stage 2 weighs each layer's error by its measured end-to-end sensitivity.
     """
 
     model: str = "smollm2-135m"
@@ -97,6 +101,8 @@ class MoESizes:
     lr: float = 1e-3
     eval_items: int | None = 100
     latency_tokens: int = 512
+    shared_fraction: float = 0.0
+    sensitivity: bool = False
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,12 @@
 
 Activated parameters (LLaMA-MoE's ``param_estimation`` generalised to per-layer, data-dependent k):
 
-    act = P_nonFFN + Σ_ℓ ( P_router,ℓ + Σ_i π_ℓ,i · |S_ℓ,i| · 3d )
+    act = P_nonFFN + Σ_ℓ ( P_router,ℓ + s_ℓ · 3d + Σ_i π_ℓ,i · |S_ℓ,i| · 3d )
 
-where ``π_ℓ,i`` is the fraction of tokens that used expert i of layer ℓ (measured routing
-statistics when recorded, else the policy's nominal ``k/N``), ``|S_ℓ,i|`` the expert's neuron count,
-and ``3d`` the gate, up and down weights of one neuron. Tied embeddings are counted once.
+where ``s_ℓ`` is the size of layer ℓ's always-on shared expert (0 without one), ``π_ℓ,i`` the
+fraction of tokens that used expert i of layer ℓ (measured routing statistics when recorded, else
+the policy's nominal ``k/N``), ``|S_ℓ,i|`` the expert's neuron count, and ``3d`` the gate, up and
+down weights of one neuron. Tied embeddings are counted once.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def activated_parameters(model: nn.Module, *, use_stats: bool = True) -> Activat
         if isinstance(mlp, MoEBlock):
             d = mlp.hidden_size
             sizes = mlp.expert_sizes.float().cpu()
-            ffn_params = int(sizes.sum()) * 3 * d
+            shared = mlp.shared_size
+            ffn_params = (int(sizes.sum()) + shared) * 3 * d
             router = mlp.router.weight.numel()
             if use_stats and mlp.stats.tokens > 0:
                 frac = mlp.stats.load.float() / mlp.stats.tokens
@@ -130,7 +132,7 @@ def activated_parameters(model: nn.Module, *, use_stats: bool = True) -> Activat
                 mean_k = k
                 layer_measured = False
             measured = measured and layer_measured
-            ffn_act = float((frac * sizes).sum()) * 3 * d
+            ffn_act = (float((frac * sizes).sum()) + shared) * 3 * d
             moe_stored += _unique_params(mlp)
             per_layer.append(
                 {
@@ -140,6 +142,7 @@ def activated_parameters(model: nn.Module, *, use_stats: bool = True) -> Activat
                     "ffn_activated": ffn_act,
                     "mean_k": mean_k,
                     "num_experts": mlp.num_experts,
+                    "shared_neurons": shared,
                     "policy": mlp.policy.spec(),
                     "measured": layer_measured,
                 }

@@ -45,16 +45,21 @@ def capture_mlp_inputs(
 
 @torch.no_grad()
 def expert_concentration(block: MoEBlock, x: torch.Tensor, ks: Sequence[int]) -> dict[int, float]:
-    """Mean oracle relative error of keeping the k largest experts, for each k in ``ks``."""
+    """Mean oracle relative error of keeping the k largest experts, for each k in ``ks``.
+
+    A shared expert (if any) is always kept: the error is
+    ``‖E_shared + Σ_{best k} E_i − FFN‖² / ‖FFN‖²``.
+    """
     x = x.to(block.w1.device, block.w1.dtype)
     experts = block.expert_forward(x).float()  # [T, N, d]
-    full = experts.sum(1)
+    shared = block.shared_forward(x).float()
+    full = experts.sum(1) + shared
     order = experts.norm(dim=-1).argsort(-1, descending=True)
     denom = full.pow(2).sum(-1).clamp_min(1e-12)
     out = {}
     for k in ks:
         idx = order[:, :k, None].expand(-1, -1, experts.shape[-1])
-        part = experts.gather(1, idx).sum(1)
+        part = experts.gather(1, idx).sum(1) + shared
         out[int(k)] = float(((part - full).pow(2).sum(-1) / denom).mean())
     return out
 

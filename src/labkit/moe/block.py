@@ -10,6 +10,11 @@ Storage, stacked per expert like transformers' Mixtral experts (input-major, so 
 * ``w2``: ``[N, m, d]``, the transposed down-projection columns;
 * ``m = ceil(f / N)``: uneven splits are zero-padded; a zero gate/up column and zero down row
   contribute exactly 0 and receive exactly zero gradient, so padding stays zero in training.
+* optionally an always-on **shared expert** of ``s`` neurons (``shared_w1`` ``[d, 2s]``,
+  ``shared_w2`` ``[s, d]``), added to every token's output whatever the policy (DeepSeekMoE's
+  shared experts; LLaMA-MoE-v2's residual MoE). The policy then routes only the N routed experts:
+
+      y_t = E_shared(x_t) + Σ_{i∈S_t} g_ti E_i(x_t),   E_shared + Σ_i E_i = FFN  exactly.
 
 A forward pass is two steps kept apart: **routing** (:meth:`MoEBlock.route`: the router's logits,
 the policy's selection mask ``[T, N]`` and the expert weights, see :mod:`labkit.moe.policies`) and
@@ -89,6 +94,7 @@ class MoEBlock(nn.Module):
         act_fn: nn.Module,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str | None = None,
+        shared_size: int = 0,
     ) -> None:
         super().__init__()
         n, m = len(expert_sizes), max(expert_sizes)
@@ -99,6 +105,12 @@ class MoEBlock(nn.Module):
         self.w2 = nn.Parameter(torch.zeros(n, m, hidden_size, dtype=dtype, device=device))
         self.register_buffer("expert_sizes", torch.tensor(expert_sizes, dtype=torch.long), persistent=True)
         self.register_buffer("neuron_index", torch.full((n, m), -1, dtype=torch.long), persistent=True)
+        self.shared_size = int(shared_size)
+        if self.shared_size:
+            s = self.shared_size
+            self.shared_w1 = nn.Parameter(torch.zeros(hidden_size, 2 * s, dtype=dtype, device=device))
+            self.shared_w2 = nn.Parameter(torch.zeros(s, hidden_size, dtype=dtype, device=device))
+            self.register_buffer("shared_index", torch.full((s,), -1, dtype=torch.long), persistent=True)
         self.policy: Policy = AllExperts()
         self.weighting = "unit"
         self.backend = "auto"
@@ -114,13 +126,23 @@ class MoEBlock(nn.Module):
         self._caches: dict = {}  # the backends' per-process caches (weight views, packs, plans)
 
     @classmethod
-    def from_dense(cls, mlp: nn.Module, groups: list[torch.Tensor]) -> MoEBlock:
-        """Slice a dense ``LlamaMLP`` into experts; ``groups[i]`` are the neuron indices of expert ``i``."""
+    def from_dense(
+        cls, mlp: nn.Module, groups: list[torch.Tensor], shared: torch.Tensor | None = None
+    ) -> MoEBlock:
+        """Slice a dense ``LlamaMLP`` into experts; ``groups[i]`` are the neuron indices of expert ``i``,
+        ``shared`` those of the always-on shared expert (none by default)."""
         wg, wu, wd = mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight
         d = wg.shape[1]
-        block = cls(d, [int(g.numel()) for g in groups], mlp.act_fn, dtype=wg.dtype, device=wg.device)
+        s = 0 if shared is None else int(shared.numel())
+        sizes = [int(g.numel()) for g in groups]
+        block = cls(d, sizes, mlp.act_fn, dtype=wg.dtype, device=wg.device, shared_size=s)
         m = block.expert_dim
         with torch.no_grad():
+            if s:
+                idx = shared.to(wg.device)
+                block.shared_w1.copy_(torch.cat([wg[idx], wu[idx]]).t())
+                block.shared_w2.copy_(wd[:, idx].t())
+                block.shared_index.copy_(idx)
             for i, idx in enumerate(groups):
                 idx = idx.to(wg.device)
                 s = idx.numel()
@@ -148,6 +170,14 @@ class MoEBlock(nn.Module):
             raise UnknownPolicyError(f"weighting={weighting!r} must be one of {WEIGHTINGS}")
         self.weighting = weighting
 
+    def shared_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The shared expert's output for ``x`` ``[..., d]`` (zeros when there is none)."""
+        if not self.shared_size:
+            return torch.zeros_like(x)
+        h = x @ self.shared_w1
+        s = self.shared_size
+        return (self.act_fn(h[..., :s]) * h[..., s:]) @ self.shared_w2
+
     def labkit_state(self) -> str:
         """Routing state that changes the outputs but is not a tensor (for cache fingerprints)."""
         return f"{self.policy.spec()}|{self.weighting}"
@@ -158,11 +188,12 @@ class MoEBlock(nn.Module):
         pol = self.policy if policy is None else policy
         impl = resolve(self, x)
         y = impl.fused(self, x, pol)  # a backend may route and execute in one call (CPU kernels)
-        if y is not None:
-            return y
-        flat = x.reshape(-1, self.hidden_size)
-        mask, weights = self.route(flat, pol)
-        return impl.experts(self, flat, mask, weights, pol.nominal_k(self.num_experts)).reshape(x.shape)
+        if y is None:
+            flat = x.reshape(-1, self.hidden_size)
+            mask, weights = self.route(flat, pol)
+            k = pol.nominal_k(self.num_experts)
+            y = impl.experts(self, flat, mask, weights, k).reshape(x.shape)
+        return y + self.shared_forward(x) if self.shared_size else y
 
     def route(self, x: torch.Tensor, pol: Policy) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(mask [T, N] or None for all experts, weights [T, N] or None for unit weights)``.
@@ -226,5 +257,6 @@ class MoEBlock(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"hidden={self.hidden_size}, experts={self.num_experts}, expert_dim={self.expert_dim}, "
+            f"shared={self.shared_size}, "
             f"policy={self.policy.spec()}, weighting={self.weighting}, backend={self.backend}"
         )

@@ -30,7 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     conv.add_argument("--profile", help="labkit profile supplying defaults (smoke, cpu, gpu)")
     conv.add_argument("--experts", type=int, help="experts per FFN")
-    conv.add_argument("--method", choices=["contiguous", "kmeans", "coactivation"])
+    conv.add_argument("--method", choices=["contiguous", "kmeans", "coactivation", "activation"])
+    conv.add_argument("--shared", type=float, help="fraction of FFN neurons in an always-on shared expert")
+    conv.add_argument(
+        "--sensitivity",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stage 2 weighs layers by their measured end-to-end sensitivity",
+    )
     conv.add_argument("--tokens", type=int, help="distillation token budget (paper: 100000)")
     conv.add_argument("--seq-len", type=int)
     conv.add_argument("--epochs", type=int)
@@ -62,6 +69,8 @@ def _convert(args: argparse.Namespace) -> int:
             "model": args.model,
             "num_experts": args.experts,
             "method": args.method,
+            "shared_fraction": args.shared,
+            "sensitivity": args.sensitivity,
             "train_tokens": args.tokens,
             "seq_len": args.seq_len,
             "epochs": args.epochs,

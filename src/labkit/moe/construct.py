@@ -11,6 +11,16 @@ Split methods (which intermediate neurons go to which expert):
     Balanced k-means on each neuron's binary firing pattern over calibration tokens (a neuron
     "fires" on a token when its |SiLU(g)·u| is in the token's top quarter), so neurons that fire
     together share an expert (MoEfication's co-activation graph, with k-means instead of METIS).
+``activation``
+    Balanced k-means on each neuron's contribution profile ``|SiLU(g_j)·u_j|·‖W_d[:, j]‖`` over the
+    calibration tokens (cosine similarity): neurons whose contributions rise and fall together
+    share an expert, so a token's large contributions gather in few experts.
+
+Shared expert (``shared_fraction`` > 0, needs calibration tokens): the neurons with the largest
+mean contribution over the calibration tokens form one always-on expert (DeepSeekMoE's shared
+experts); the rest are split into the N routed experts by the method above. With calibration
+inputs the router starts from the ridge fit of :func:`fit_router` (analytic, from the same
+activations) instead of the mean gate rows.
 
 Uneven widths (``f`` not divisible by N) are supported: expert sizes differ by at most one and
 the block zero-pads (exact; see :mod:`labkit.moe.block`).
@@ -33,6 +43,7 @@ __all__ = [
     "METHODS",
     "balanced_kmeans",
     "decoder_layers",
+    "fit_router",
     "moe_blocks",
     "moefy",
     "neuron_groups",
@@ -40,7 +51,8 @@ __all__ = [
     "set_policy",
 ]
 
-METHODS = ("contiguous", "kmeans", "coactivation")
+METHODS = ("contiguous", "kmeans", "coactivation", "activation")
+NEEDS_CALIBRATION = ("coactivation", "activation")
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -178,21 +190,71 @@ def _coactivation_features(mlp: nn.Module, hidden: torch.Tensor, top_frac: float
     return fires.t() - fires.t().mean(-1, keepdim=True)
 
 
+def neuron_contributions(mlp: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """``|SiLU(g_j)·u_j| · ‖W_d[:, j]‖`` ``[T, f]``: how much neuron j adds to each token's output."""
+    with torch.no_grad():
+        x = hidden.to(mlp.gate_proj.weight.dtype)
+        h = (mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)).abs().float()
+        return h * mlp.down_proj.weight.float().norm(dim=0)
+
+
 def neuron_groups(
-    mlp: nn.Module, num_experts: int, method: str, *, hidden: torch.Tensor | None = None, seed: int = 0
+    mlp: nn.Module,
+    num_experts: int,
+    method: str,
+    *,
+    hidden: torch.Tensor | None = None,
+    seed: int = 0,
+    neurons: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    """Neuron index sets of the ``num_experts`` experts of one dense MLP (see module docstring)."""
+    """Neuron index sets of the ``num_experts`` experts of one dense MLP (see module docstring).
+
+    ``neurons``: split only these neuron indices (default: all ``f``), e.g. those left after the
+    shared expert took the most active ones.
+    """
     f = mlp.gate_proj.weight.shape[0]
+    pool = torch.arange(f) if neurons is None else neurons.cpu()
     if method == "contiguous":
-        return [torch.as_tensor(a, dtype=torch.long) for a in np.array_split(np.arange(f), num_experts)]
+        parts = np.array_split(pool.numpy(), num_experts)
+        return [torch.as_tensor(a, dtype=torch.long) for a in parts]
     if method == "kmeans":
         feats = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], dim=1).detach()
-        return balanced_kmeans(feats, num_experts, seed=seed)
-    if method == "coactivation":
+        groups = balanced_kmeans(feats[pool.to(feats.device)], num_experts, seed=seed)
+    elif method in NEEDS_CALIBRATION:
         if hidden is None:
-            raise MoEError("method='coactivation' needs calibration inputs (calibration=...)")
-        return balanced_kmeans(_coactivation_features(mlp, hidden), num_experts, seed=seed)
-    raise UnknownMethodError(f"method={method!r} is unknown; choose one of {METHODS}")
+            raise MoEError(f"method={method!r} needs calibration inputs (calibration=...)")
+        if method == "coactivation":
+            feats = _coactivation_features(mlp, hidden)
+        else:
+            feats = neuron_contributions(mlp, hidden).t()
+        groups = balanced_kmeans(feats[pool.to(feats.device)], num_experts, seed=seed)
+    else:
+        raise UnknownMethodError(f"method={method!r} is unknown; choose one of {METHODS}")
+    return [pool[g].sort().values for g in groups]
+
+
+def shared_neurons(mlp: nn.Module, hidden: torch.Tensor, size: int) -> torch.Tensor:
+    """The ``size`` neurons with the largest mean contribution on calibration inputs (sorted ids)."""
+    mean = neuron_contributions(mlp, hidden).mean(0).cpu()
+    return mean.topk(size).indices.sort().values
+
+
+def fit_router(block: MoEBlock, x: torch.Tensor, ridge: float = 1e-2) -> None:
+    """Set router logits ≈ centred ``log ‖E_i(x)‖`` by ridge regression on inputs ``x`` ``[T, d]``.
+
+    The analytic router initialisation: a token's logit for expert i predicts the size of that
+    expert's contribution (D2DMoE's router target), solved in closed form.
+    """
+    with torch.no_grad():
+        x = x.to(block.w1.device, block.w1.dtype)
+        norms = block.expert_forward(x).float().norm(dim=-1).clamp_min(1e-8)  # [T, N]
+        target = norms.log()
+        target = target - target.mean(-1, keepdim=True)
+        xf = x.float()
+        eye = torch.eye(x.shape[1], device=x.device)
+        a = xf.t() @ xf + ridge * x.shape[0] * eye * xf.pow(2).mean()
+        w = torch.linalg.solve(a, xf.t() @ target)  # [d, N]
+        block.router.weight.copy_(w.t().to(block.router.weight.dtype))
 
 
 def _calibration_hidden(
@@ -228,6 +290,7 @@ def moefy(
     method: str = "contiguous",
     calibration: torch.Tensor | None = None,
     seed: int = 0,
+    shared_fraction: float = 0.0,
 ) -> nn.Module:
     """Replace every ``LlamaMLP`` of ``model`` (in place) by an :class:`MoEBlock` and return the model.
 
@@ -239,11 +302,16 @@ def moefy(
     num_experts:
         Experts per FFN, ``2 ≤ N ≤ f``; ``f`` need not be divisible by N (sizes differ by ≤ 1).
     method:
-        ``"contiguous"``, ``"kmeans"`` or ``"coactivation"`` (needs ``calibration``).
+        ``"contiguous"``, ``"kmeans"``, ``"coactivation"`` or ``"activation"`` (the last two need
+        ``calibration``).
     calibration:
-        Token ids ``[B, L]`` (or ``[L]``) for ``coactivation``.
+        Token ids ``[B, L]`` (or ``[L]``): the activations for ``coactivation``/``activation``, the
+        shared expert and the router's ridge initialisation.
     seed:
         Seed of the clustering methods.
+    shared_fraction:
+        Fraction of each FFN's neurons in the always-on shared expert (0 = none; needs
+        ``calibration``); ``num_experts`` routed experts split the rest.
 
     After ``moefy`` the policy is :class:`~labkit.moe.policies.AllExperts` ("all experts, unit
     weights"), so the model reproduces the dense model up to float rounding.
@@ -261,20 +329,41 @@ def moefy(
             raise MoEError(f"layer {i} is already an MoE block; moefy a fresh dense model")
         _check_mlp(layer.mlp, i)
     f = layers[0].mlp.gate_proj.weight.shape[0]
-    if not isinstance(num_experts, int) or isinstance(num_experts, bool) or not 2 <= num_experts <= f:
-        raise MoEError(f"num_experts={num_experts!r} must be an integer in 2..{f} (the FFN width)")
+    sf = shared_fraction
+    if not (isinstance(sf, (int, float)) and not isinstance(sf, bool) and 0 <= sf < 1):
+        raise MoEError(f"shared_fraction={sf!r} must be a number in [0, 1)")
+    n_shared = int(round(sf * f))
+    routed = f - n_shared
+    if not isinstance(num_experts, int) or isinstance(num_experts, bool) or not 2 <= num_experts <= routed:
+        raise MoEError(
+            f"num_experts={num_experts!r} must be an integer in 2..{routed} "
+            f"(the FFN width {f} less the shared expert's {n_shared} neurons)"
+        )
     hidden = None
-    if method == "coactivation":
+    if method in NEEDS_CALIBRATION or n_shared:
         if calibration is None:
-            raise MoEError("method='coactivation' needs calibration token ids (calibration=...)")
+            why = f"method={method!r}" if method in NEEDS_CALIBRATION else f"shared_fraction={sf}"
+            raise MoEError(f"{why} needs calibration token ids (calibration=...)")
         hidden = _calibration_hidden(model, calibration)
     with _one_thread():  # thousands of small slicing/clustering ops
         for i, layer in enumerate(layers):
-            groups = neuron_groups(
-                layer.mlp, num_experts, method, hidden=None if hidden is None else hidden[i], seed=seed + i
-            )
-            layer.mlp = MoEBlock.from_dense(layer.mlp, groups)
-    model.config.labkit_moe = {"num_experts": num_experts, "method": method, "seed": seed}
+            h = None if hidden is None else hidden[i]
+            shared = shared_neurons(layer.mlp, h, n_shared) if n_shared else None
+            rest = None
+            if shared is not None:
+                keep = torch.ones(f, dtype=torch.bool)
+                keep[shared] = False
+                rest = keep.nonzero().flatten()
+            groups = neuron_groups(layer.mlp, num_experts, method, hidden=h, seed=seed + i, neurons=rest)
+            layer.mlp = MoEBlock.from_dense(layer.mlp, groups, shared=shared)
+            if h is not None:
+                fit_router(layer.mlp, h)
+    model.config.labkit_moe = {
+        "num_experts": num_experts,
+        "method": method,
+        "seed": seed,
+        "shared_fraction": sf,
+    }
     return model
 
 

@@ -6,10 +6,12 @@ Y_ℓ = FFN_ℓ(X_ℓ), train the block's router and experts on
     L = MSE( MoE_ℓ(X_ℓ; top-k), Y_ℓ ) / mean(Y_ℓ²)
 
 (the MSE of Eq. 4 divided by a per-layer constant so one learning rate suits every layer). The
-number of experts k is drawn per step uniformly from ``train_k`` so the block works at every k the
-stage-2 search may later choose ("elastic" training). Y_ℓ needs no dense model: right after
-``moefy`` the block with all experts and unit weights *is* the dense FFN, so it is computed from
-the block before training starts.
+number of experts k is drawn per step uniformly from ``train_k`` (default ``⌈N/2⌉..N-1``) so the
+block works at every k the stage-2 search may later choose ("elastic" training). With ``k_hi = N``
+in the range, "all experts" keeps reproducing the dense FFN after training and stays a safe choice
+for a sensitive layer. A shared expert (if the block has one) is trained with the routed ones.
+Y_ℓ needs no dense model: right after ``moefy`` the block with all experts and unit weights *is*
+the dense FFN, so it is computed from the block before training starts.
 
 Before the MSE phase the router is warm-started by ridge regression of its logits onto
 ``log ‖E_i(x)‖`` (the size of each expert's contribution; D2DMoE's router target), so the first
@@ -42,11 +44,14 @@ from ..paths import atomic_write_text
 from ..storage import quarantine, remove_stale_temporaries, sha256_file, storage_error, temporary_path
 from .block import WEIGHT_LAYOUT, MoEBlock
 from .capture import ActivationStore
-from .construct import moe_blocks
+from .construct import fit_router, moe_blocks
 from .errors import CheckpointMismatchError, MoEError
 from .policies import AllExperts, TopK
 
 __all__ = ["DistillConfig", "LayerResult", "distill_layers", "fit_router", "reruns_bit_identical"]
+
+
+_TRAINING_VERSION = 2  # 2: shared experts are trained with the routed ones
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ class DistillConfig:
     batch_tokens: tokens per AdamW step.
     lr: learning rate of the expert weights; the router uses ``lr * router_lr_scale``.
     train_k: inclusive range ``(k_lo, k_hi)`` of experts per token drawn each step
-        (default ``(ceil(N/2), N-1)``).
+        (default ``(ceil(N/2), N-1)``; ``(ceil(N/2), N)`` also trains "all experts").
     router_fit: ridge warm start of the router before training.
     seed: base seed (layer ℓ uses ``seed * 1_000_003 + ℓ``).
     """
@@ -87,7 +92,8 @@ class DistillConfig:
 
     def key(self) -> str:
         """Hash identifying this config (checkpoints of another config are refused)."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        blob = {**asdict(self), "version": _TRAINING_VERSION}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -103,16 +109,13 @@ class LayerResult:
     resumed: bool = False
 
 
-def fit_router(block: MoEBlock, x: torch.Tensor, ridge: float = 1e-2) -> None:
-    """Set router logits ≈ centred ``log ‖E_i(x)‖`` by ridge regression on inputs ``x`` ``[T, d]``."""
-    with torch.no_grad():
-        norms = block.expert_forward(x).norm(dim=-1).clamp_min(1e-8)  # [T, N]
-        target = norms.log()
-        target = target - target.mean(-1, keepdim=True)
-        xf = x.float()
-        a = xf.t() @ xf + ridge * x.shape[0] * torch.eye(x.shape[1], device=x.device) * xf.pow(2).mean()
-        w = torch.linalg.solve(a, xf.t() @ target.float())  # [d, N]
-        block.router.weight.copy_(w.t().to(block.router.weight.dtype))
+def _shared_params(block: MoEBlock) -> list[torch.nn.Parameter]:
+    return [block.shared_w1, block.shared_w2] if block.shared_size else []
+
+
+def _shape(block: MoEBlock) -> list[int]:
+    shape = [block.num_experts, block.expert_dim, block.hidden_size]
+    return [*shape, block.shared_size] if block.shared_size else shape
 
 
 def _layer_seed(seed: int, layer: int) -> int:
@@ -133,7 +136,7 @@ def _train_layer(
         fit_router(block, sub)
     opt = torch.optim.AdamW(
         [
-            {"params": [block.w1, block.w2], "lr": cfg.lr},
+            {"params": [block.w1, block.w2, *_shared_params(block)], "lr": cfg.lr},
             {"params": [block.router.weight], "lr": cfg.lr * cfg.router_lr_scale},
         ],
         weight_decay=cfg.weight_decay,
@@ -246,7 +249,7 @@ def distill_layers(
         wpath, mpath = _ckpt_paths(folder, i)
         meta = _verified_meta(wpath, mpath)
         if meta is not None:
-            shape = [block.num_experts, block.expert_dim, block.hidden_size]
+            shape = _shape(block)
             if (
                 meta.get("config_key") != key
                 or meta.get("shape") != shape
@@ -292,7 +295,7 @@ def distill_layers(
             "layer": i,
             "config_key": key,
             "sha256": sha256_file(wpath),
-            "shape": [block.num_experts, block.expert_dim, block.hidden_size],
+            "shape": _shape(block),
             "layout": WEIGHT_LAYOUT,
             "losses": losses,
             "initial_loss": initial,
@@ -326,6 +329,6 @@ def reruns_bit_identical(block: MoEBlock, x: torch.Tensor, config: DistillConfig
         b = copy.deepcopy(block).float()
         _train_layer(b, x.float(), y, cfg, 0, False)
         weights.append(
-            torch.cat([b.w1.detach().flatten(), b.w2.detach().flatten(), b.router.weight.flatten()])
+            torch.cat([p.detach().flatten() for p in (b.w1, b.w2, b.router.weight, *_shared_params(b))])
         )
     return bool(torch.equal(weights[0], weights[1]))

@@ -15,7 +15,7 @@ same logits. labkit's default ``"unit"`` weighting (every selected expert weighs
 equivalent: the export then keeps the same experts and selections but Mixtral applies its
 renormalised softmax weights (× k), so logits differ; call ``block.set_weighting("softmax")``
 and re-validate before exporting if exact agreement matters. Only a uniform top-k policy over
-equal-size experts maps onto Mixtral; other cases raise.
+equal-size experts without a shared expert maps onto Mixtral; other cases raise.
 """
 
 from __future__ import annotations
@@ -62,7 +62,12 @@ def save_moe(
     meta = {
         "format": FORMAT,
         "layers": [
-            {"expert_sizes": b.expert_sizes.tolist(), "policy": b.policy.spec(), "weighting": b.weighting}
+            {
+                "expert_sizes": b.expert_sizes.tolist(),
+                "shared_size": b.shared_size,
+                "policy": b.policy.spec(),
+                "weighting": b.weighting,
+            }
             for b in blocks
         ],
         "moe": getattr(model.config, "labkit_moe", None),
@@ -130,7 +135,13 @@ def load_moe(
                 f"{folder}: config has {len(layers)} layers, labkit_moe.json {len(meta['layers'])}"
             )
         for layer, lm in zip(layers, meta["layers"], strict=True):
-            layer.mlp = MoEBlock(config.hidden_size, lm["expert_sizes"], layer.mlp.act_fn, dtype=stored)
+            layer.mlp = MoEBlock(
+                config.hidden_size,
+                lm["expert_sizes"],
+                layer.mlp.act_fn,
+                dtype=stored,
+                shared_size=int(lm.get("shared_size", 0)),
+            )
             layer.mlp.policy = parse_policy(lm["policy"])
             layer.mlp.set_weighting(lm.get("weighting", "unit"))
     model = model.to_empty(device=target)
@@ -206,6 +217,11 @@ def export_mixtral(model: torch.nn.Module, folder: str | os.PathLike, tokenizer=
     n = blocks[0].num_experts
     if any(b.num_experts != n or len(set(b.expert_sizes.tolist())) != 1 for b in blocks):
         raise MoEError("Mixtral export needs the same number of equal-size experts in every layer")
+    if any(b.shared_size for b in blocks):
+        raise MoEError(
+            "Mixtral export: Mixtral has no shared (always-on) expert; convert with shared_fraction=0 "
+            "to export, or save with labkit.moe.save_moe"
+        )
     c = model.config
     mcfg = MixtralConfig(
         vocab_size=c.vocab_size,

@@ -32,7 +32,7 @@ from .errors import CheckpointMismatchError, MoEError
 
 __all__ = ["ConversionConfig", "conversion_dir", "convert", "load_or_convert", "peak_rss_mb"]
 
-VERSION = 2  # 2: MoE weight layout 2 (see labkit.moe.block.WEIGHT_LAYOUT)
+VERSION = 3  # 2: MoE weight layout 2 (see labkit.moe.block.WEIGHT_LAYOUT); 3: shared experts
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class ConversionConfig:
     seq_len: tokens per calibration block.  epochs, batch_tokens, lr, train_k: stage-1 settings.
     target_reduction: activated-parameter reduction the stage-2 choice must reach (0.2 = 20 %).
     front_evals: front points whose end-to-end validation perplexity is measured.
+    shared_fraction: FFN neurons in the always-on shared expert (0 = none).
+    sensitivity: stage 2 weighs layer errors by measured end-to-end sensitivity.
     seed, device, dtype, store_dtype: randomness, placement, and the activation storage dtype.
     """
 
@@ -63,6 +65,8 @@ class ConversionConfig:
     train_k: tuple[int, int] | None = None
     target_reduction: float = 0.2
     front_evals: int = 3
+    shared_fraction: float = 0.0
+    sensitivity: bool = False
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
@@ -85,6 +89,8 @@ class ConversionConfig:
             lr=s.lr,
             target_reduction=s.target_reduction,
             front_evals=s.front_evals,
+            shared_fraction=s.shared_fraction,
+            sensitivity=s.sensitivity,
             device=p.device,
             dtype=p.dtype,
         )
@@ -120,6 +126,9 @@ class ConversionConfig:
         t = self.target_reduction
         if not (isinstance(t, (int, float)) and math.isfinite(t) and 0 <= t < 1):
             raise MoEError(f"target_reduction={t!r} must be in [0, 1)")
+        sf = self.shared_fraction
+        if not (isinstance(sf, (int, float)) and not isinstance(sf, bool) and 0 <= sf < 1):
+            raise MoEError(f"shared_fraction={sf!r} must be a number in [0, 1)")
         if self.store_dtype not in ("bfloat16", "float32"):
             raise MoEError(f"store_dtype={self.store_dtype!r} must be 'bfloat16' or 'float32'")
         resolve_dtype(self.dtype, resolve_device(self.device))
@@ -128,13 +137,18 @@ class ConversionConfig:
         from .accounting import llama_breakdown
 
         f = model_config.intermediate_size
-        if n > f:
-            raise MoEError(f"num_experts={n} exceeds the FFN width {f} of {self.model}")
+        routed = f - int(round(sf * f))
+        if n > routed:
+            raise MoEError(
+                f"num_experts={n} exceeds the {routed} routed neurons of {self.model}'s FFN "
+                f"(width {f}, shared_fraction={sf})"
+            )
         b = llama_breakdown(model_config)
-        # One expert per token: the FFN share times (1 - 1/N), less the routers (equal experts);
-        # unequal k-means experts can do a little better, never more than the FFN share itself.
-        equal = (b.ffn * (1 - 1 / n) - b.num_layers * n * model_config.hidden_size) / b.total
-        reachable = equal if self.method == "contiguous" else b.ffn / b.total
+        # One expert per token: the routed FFN share times (1 - 1/N), less the routers (equal
+        # experts); unequal k-means experts can do a little better, never more than the routed share.
+        ffn_routed = b.ffn * routed / f
+        equal = (ffn_routed * (1 - 1 / n) - b.num_layers * n * model_config.hidden_size) / b.total
+        reachable = equal if self.method == "contiguous" else ffn_routed / b.total
         if t > reachable:
             raise MoEError(
                 f"target_reduction={t} cannot be reached: {self.model}'s FFNs hold "
@@ -317,7 +331,7 @@ def _convert_locked(
     from ..models import load_causal_lm
     from . import capture, data, distill, evaluate, io, routing_search
     from .accounting import activated_parameters
-    from .construct import moefy, record_routing, set_policy
+    from .construct import NEEDS_CALIBRATION, moefy, record_routing, set_policy
 
     remove_stale_temporaries(folder)  # half-written files of a killed run
     model_dir, report_path = folder / "model", folder / "report.json"
@@ -356,7 +370,8 @@ def _convert_locked(
         progress=False,
     )
     dense_ppl_valid = evaluate.perplexity(model, valid)
-    calib = train[: max(1, 4096 // cfg.seq_len)] if cfg.method == "coactivation" else None
+    needs_calib = cfg.method in NEEDS_CALIBRATION or cfg.shared_fraction > 0
+    calib = train[: max(1, 4096 // cfg.seq_len)] if needs_calib else None
     timer.run(
         "moefy",
         moefy,
@@ -365,6 +380,7 @@ def _convert_locked(
         method=cfg.method,
         calibration=calib,
         seed=cfg.seed,
+        shared_fraction=cfg.shared_fraction,
     )
     dcfg = distill.DistillConfig(
         epochs=cfg.epochs, batch_tokens=cfg.batch_tokens, lr=cfg.lr, train_k=cfg.train_k, seed=cfg.seed
@@ -385,6 +401,7 @@ def _convert_locked(
         valid_store,
         target_reduction=cfg.target_reduction,
         max_tokens=cfg.valid_tokens,
+        sensitivity_blocks=valid if cfg.sensitivity else None,
     )
 
     # end-to-end validation perplexity of a few front points (cheapest, chosen, most accurate, …)

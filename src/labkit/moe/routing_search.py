@@ -9,14 +9,22 @@
    relative error ``‖MoE(x) − FFN(x)‖² / ‖FFN(x)‖²`` and its cost (mean fraction of the layer's
    FFN neurons activated, measured). All experts' outputs are computed once per layer, so a
    candidate costs one weighted sum.
-4. **Allocate** (:func:`allocate`): a multiple-choice knapsack over layers solved by a Lagrangian
-   sweep (each layer minimises ``err + λ·cost``), giving the front of total activated parameters vs
-   summed layer error; the chosen policy is the lowest-error point with at least the target reduction.
+4. **Sensitivity** (:func:`layer_sensitivity`, optional): layers differ in how much a unit of
+   relative error costs the model end to end. Sparsifying one layer at a time on validation text
+   measures ``w_ℓ = ΔNLL_ℓ / e_ℓ``, the validation NLL increase per unit of that layer's error.
+   A per-layer latency table measured on the running device (:func:`latency_table`: one decode
+   step of the block at each k) gives each candidate its expected time, so the front can be read,
+   or searched (``cost="latency"``), in seconds as LaDiMo does, not only in parameters.
+5. **Allocate** (:func:`allocate`): a multiple-choice knapsack over layers solved by a Lagrangian
+   sweep (each layer minimises ``w_ℓ·err + λ·cost``), giving the front of total activated
+   parameters vs the predicted NLL increase ``Σ_ℓ w_ℓ e_ℓ`` (vs the summed error when every
+   ``w_ℓ = 1``); the chosen policy is the best point with at least the target reduction. Every
+   layer keeps the "all experts" candidate, so a sensitive layer can stay (almost) dense.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -32,6 +40,8 @@ __all__ = [
     "SearchResult",
     "allocate",
     "candidate_policies",
+    "latency_table",
+    "layer_sensitivity",
     "pareto_front",
     "profile_routing",
     "score_candidates",
@@ -72,14 +82,22 @@ def profile_routing(
     return out
 
 
-def candidate_policies(num_experts: int, p1_quantiles: list[float] | None = None) -> list[Policy]:
-    """Candidate policies for one layer (see module docstring)."""
+def candidate_policies(
+    num_experts: int, p1_quantiles: list[float] | None = None, max_k_values: int = 24
+) -> list[Policy]:
+    """Candidate policies for one layer (see module docstring).
+
+    With more than ``max_k_values`` experts (fine-grained splits), top-k and the switch rule's
+    ``k_min`` take ``max_k_values`` values spread evenly over ``1..N-1`` instead of every k.
+    """
     n = num_experts
-    cands: list[Policy] = [AllExperts()] + [TopK(k) for k in range(1, n)]
+    ks = sorted({int(round(v)) for v in np.linspace(1, n - 1, min(n - 1, max_k_values))})
+    step = max(1, (n - 1) // max(1, len(ks) - 1)) if n - 1 > max_k_values else 1
+    cands: list[Policy] = [AllExperts()] + [TopK(k) for k in ks]
     cands += [TopP(t) for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)]
     for tau in p1_quantiles or []:
-        for lo in range(1, n):
-            for hi in (lo + 1, lo + 2):
+        for lo in ks:
+            for hi in (lo + step, lo + 2 * step):
                 if hi <= n:
                     cands.append(SwitchK(round(float(tau), 4), lo, hi))
     return cands
@@ -94,10 +112,11 @@ class Candidate:
     rel_error: float
     ffn_fraction: float
     mean_k: float
+    latency_s: float | None = None
 
 
 def _apply(
-    block: MoEBlock, pol: Policy, logits: torch.Tensor, experts: torch.Tensor
+    block: MoEBlock, pol: Policy, logits: torch.Tensor, experts: torch.Tensor, shared: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if pol.unit_weights:
         mask = torch.ones_like(logits, dtype=torch.bool)
@@ -105,7 +124,7 @@ def _apply(
     else:
         mask = pol.select(logits)
         g = routing_weights(logits, mask, block.weighting)
-    return torch.einsum("tn,tnd->td", g, experts.float()), mask
+    return shared + torch.einsum("tn,tnd->td", g, experts.float()), mask
 
 
 def score_candidates(
@@ -126,15 +145,17 @@ def score_candidates(
         y = store.y(i, rows).to(dev).float()
         quart = profiles[i]["p1_quantiles"] if profiles else None
         sizes = block.expert_sizes.float().to(dev)
+        s = float(block.shared_size)
         with torch.no_grad():
             experts = block.expert_forward(x)
+            shared = block.shared_forward(x).float()
             logits = block.router(x)
             denom = float(y.pow(2).mean()) + 1e-12
             layer = []
             for pol in candidate_policies(block.num_experts, quart):
-                out, mask = _apply(block, pol, logits, experts)
+                out, mask = _apply(block, pol, logits, experts, shared)
                 err = float((out - y).pow(2).mean()) / denom
-                frac = float((mask.float() * sizes).sum(-1).mean() / sizes.sum())
+                frac = float(((mask.float() * sizes).sum(-1).mean() + s) / (sizes.sum() + s))
                 layer.append(Candidate(i, pol.spec(), err, frac, float(mask.sum(-1).float().mean())))
         table.append(layer)
     return table
@@ -178,26 +199,45 @@ def allocate(
     dense_total: int,
     target_reduction: float,
     num_lambdas: int = 400,
+    weights: list[float] | None = None,
+    cost: str = "params",
 ) -> tuple[list[dict], int | None]:
     """Lagrangian sweep over per-layer choices; returns (front, index of the chosen front point or None).
 
     Each front point: ``reduction`` (1 − activated/dense, with measured FFN fractions),
-    ``error`` (sum of layer relative errors), ``policies`` (one spec per layer).
-    Router parameters are counted as activated.
+    ``error`` (``Σ_ℓ w_ℓ e_ℓ``: the sum of layer relative errors weighted by ``weights``, one
+    per layer, default 1), ``policies`` (one spec per layer), and ``latency_ms`` (the layers'
+    summed candidate latencies) when the candidates carry them. Router parameters are counted as
+    activated. ``cost="latency"`` sweeps error against that latency instead of parameters (the
+    chosen point must still reach ``target_reduction``).
     """
+    if cost not in ("params", "latency"):
+        raise MoEError(f"cost={cost!r} must be 'params' or 'latency'")
+    timed = all(c.latency_s is not None for layer in table for c in layer)
+    if cost == "latency" and not timed:
+        raise MoEError("cost='latency' needs candidates with latency_s (search with latency=True)")
+    w = [1.0] * len(table) if weights is None else [float(v) for v in weights]
+    if len(w) != len(table) or not all(np.isfinite(v) and v >= 0 for v in w):
+        raise MoEError(f"weights must be {len(table)} finite numbers ≥ 0, got {weights!r}")
     mean_ffn = float(np.mean(ffn_params))
     sols = {}
-    for lam in np.concatenate([[0.0], np.geomspace(1e-5, 1e2, num_lambdas)]):
+    for lam in np.concatenate([[0.0], np.geomspace(1e-7, 1e2, num_lambdas)]):
         pick = []
         for layer, cands in enumerate(table):
-            score = [c.rel_error + lam * c.ffn_fraction * ffn_params[layer] / mean_ffn for c in cands]
+            if cost == "latency":
+                score = [w[layer] * c.rel_error + lam * c.latency_s * 1e3 for c in cands]
+            else:
+                score = [
+                    w[layer] * c.rel_error + lam * c.ffn_fraction * ffn_params[layer] / mean_ffn
+                    for c in cands
+                ]
             pick.append(int(np.argmin(score)))
         sols[tuple(pick)] = None
     points = []
     for pick in sols:
         act_ffn = sum(table[layer][j].ffn_fraction * ffn_params[layer] for layer, j in enumerate(pick))
         activated = non_ffn + act_ffn
-        err = sum(table[layer][j].rel_error for layer, j in enumerate(pick))
+        err = sum(w[layer] * table[layer][j].rel_error for layer, j in enumerate(pick))
         points.append(
             {
                 "reduction": 1 - activated / dense_total,
@@ -205,12 +245,96 @@ def allocate(
                 "policies": [table[layer][j].policy for layer, j in enumerate(pick)],
             }
         )
+        if timed:
+            points[-1]["latency_ms"] = 1e3 * sum(table[la][j].latency_s for la, j in enumerate(pick))
     costs = np.array([-p["reduction"] for p in points])
     errs = np.array([p["error"] for p in points])
     front = [points[j] for j in pareto_front(costs, errs)]
     ok = [j for j, p in enumerate(front) if p["reduction"] >= target_reduction - 1e-12]
     chosen = min(ok, key=lambda j: front[j]["error"]) if ok else None
     return front, chosen
+
+
+def latency_table(block: MoEBlock, ks: list[int], *, tokens: int = 1, min_run_s: float = 0.05) -> dict:
+    """Median seconds of one call of ``block`` on ``tokens`` tokens under top-k, for each k in ``ks``,
+    and under "all experts" (key ``"all"``), measured with :mod:`torch.utils.benchmark` on the
+    block's device and dtype (decode when ``tokens`` = 1)."""
+    from torch.utils import benchmark
+
+    from .policies import TopK
+
+    x = torch.randn(1, tokens, block.hidden_size, device=block.w1.device, dtype=block.w1.dtype)
+    table: dict = {}
+    with torch.no_grad():
+        for k in [*ks, "all"]:
+            pol = AllExperts() if k == "all" else TopK(int(k))
+            timer = benchmark.Timer(
+                stmt="block(x, policy=pol)",
+                globals={"block": block, "x": x, "pol": pol},
+                num_threads=torch.get_num_threads(),
+            )
+            table[k] = float(timer.adaptive_autorange(min_run_time=min_run_s).median)
+    return table
+
+
+def _with_latency(table: list[list[Candidate]], lat: dict, num_experts: int) -> list[list[Candidate]]:
+    ks = sorted(k for k in lat if k != "all")
+    xs, ys = [*ks, num_experts], [lat[k] for k in ks] + [lat["all"]]
+    return [
+        [
+            replace(c, latency_s=float(lat["all"] if c.policy == "all" else np.interp(c.mean_k, xs, ys)))
+            for c in layer
+        ]
+        for layer in table
+    ]
+
+
+def layer_sensitivity(
+    model: torch.nn.Module,
+    blocks: torch.Tensor,
+    table: list[list[Candidate]],
+    *,
+    probe_fraction: float = 0.6,
+) -> list[dict]:
+    """End-to-end sensitivity of each layer: validation NLL increase per unit of relative error.
+
+    For layer ℓ alone, the top-k candidate whose FFN fraction is nearest ``probe_fraction``
+    replaces "all experts" (every other layer keeps all experts); ``ΔNLL_ℓ`` is the increase of the
+    mean next-token NLL (nats) on token ``blocks`` ``[B, L]`` and ``w_ℓ = ΔNLL_ℓ / e_ℓ`` with
+    ``e_ℓ`` that candidate's relative error from ``table``. Restores the model's policies.
+    Returns one dict per layer: ``layer``, ``probe``, ``delta_nll``, ``rel_error``, ``weight``.
+    """
+    import math
+
+    from .construct import set_policy
+    from .evaluate import perplexity
+
+    blocks_ = moe_blocks(model)
+    saved = [b.policy for b in blocks_]
+    out = []
+    try:
+        set_policy(model, "all")
+        base = math.log(perplexity(model, blocks))
+        for layer, cands in enumerate(table):
+            tops = [c for c in cands if c.policy.startswith("top") and not c.policy.startswith("topp")]
+            probe = min(tops, key=lambda c: abs(c.ffn_fraction - probe_fraction))
+            blocks_[layer].policy = parse_policy(probe.policy)
+            delta = math.log(perplexity(model, blocks)) - base
+            blocks_[layer].policy = AllExperts()
+            weight = max(delta, 0.0) / max(probe.rel_error, 1e-9)
+            out.append(
+                {
+                    "layer": layer,
+                    "probe": probe.policy,
+                    "delta_nll": delta,
+                    "rel_error": probe.rel_error,
+                    "weight": weight,
+                }
+            )
+    finally:
+        for b, pol in zip(blocks_, saved, strict=True):
+            b.policy = pol
+    return out
 
 
 def search_policies(
@@ -220,12 +344,19 @@ def search_policies(
     target_reduction: float = 0.2,
     max_tokens: int = 4096,
     profile_store: ActivationStore | None = None,
+    sensitivity_blocks: torch.Tensor | None = None,
+    latency: bool = False,
+    cost: str = "params",
 ) -> SearchResult:
     """Run stage 2 and set nothing: returns the front and the chosen per-layer policy.
 
     ``valid`` must hold dense MLP outputs; ``profile_store`` (default ``valid``) supplies the
-    routing-weight profiles. If no point reaches ``target_reduction`` the cheapest front point is
-    chosen and ``target_met`` is False.
+    routing-weight profiles. With ``sensitivity_blocks`` (validation token ids ``[B, L]``) the
+    search weighs each layer's error by its measured :func:`layer_sensitivity` and the front's
+    ``error`` is the predicted NLL increase; without, all layers weigh 1. With ``latency`` a
+    decode latency table of the first block (every layer has its shape) annotates candidates and
+    front points (``latency_ms``), and ``cost="latency"`` searches on it. If no point reaches
+    ``target_reduction`` the cheapest front point is chosen and ``target_met`` is False.
     """
     from .accounting import activated_parameters
 
@@ -236,7 +367,25 @@ def search_policies(
     acc = activated_parameters(model, use_stats=False)
     ffn_params = [r["ffn_params"] for r in acc.per_layer]
     routers = sum(r["router_params"] for r in acc.per_layer)
-    front, chosen = allocate(table, ffn_params, acc.non_ffn + routers, acc.dense_total, target_reduction)
+    lat = None
+    if latency or cost == "latency":
+        first = moe_blocks(model)[0]
+        ks = sorted({c.mean_k for c in table[0] if c.policy.startswith("top") and "p" not in c.policy[3:]})
+        lat = latency_table(first, [int(k) for k in ks])
+        table = _with_latency(table, lat, first.num_experts)
+    sens = None
+    if sensitivity_blocks is not None:
+        sens = layer_sensitivity(model, sensitivity_blocks, table)
+    weights = None if sens is None else [s["weight"] for s in sens]
+    front, chosen = allocate(
+        table,
+        ffn_params,
+        acc.non_ffn + routers,
+        acc.dense_total,
+        target_reduction,
+        weights=weights,
+        cost=cost,
+    )
     met = chosen is not None
     if chosen is None:
         chosen = int(np.argmax([p["reduction"] for p in front]))
@@ -252,4 +401,8 @@ def search_policies(
         chosen_error=point["error"],
         target_reduction=target_reduction,
         target_met=met,
+        extra={
+            **({} if sens is None else {"sensitivity": sens}),
+            **({} if lat is None else {"latency_table_s": {str(k): v for k, v in lat.items()}}),
+        },
     )
