@@ -294,7 +294,7 @@ def stokeslet_bundle(
     ``n_max`` is the largest N, or the N to compute (an iterable; may be empty). Each N is cached in
     its own file as soon as it is solved, so an interrupted sweep resumes; with ``cache=True`` the
     process also keeps them in memory. ``extend=True`` returns a table that computes any further N on
-    first use (:attr:`StokesletBundle.extend`).
+    first use (its ``extend`` attribute).
     """
     import time
 

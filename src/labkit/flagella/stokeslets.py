@@ -260,7 +260,7 @@ def solve_mobility(
     conjugate gradients (O'Leary 1980) on all right-hand sides at once, so each iteration reads ``M``
     once (one matrix–matrix product) and needs only a few ``(n, k)`` blocks of extra memory; ``"auto"``
     picks Cholesky up to :data:`DIRECT_MAX_UNKNOWNS` unknowns. CG stops when every right-hand side's
-    residual falls below ``rtol`` relative to its norm; :attr:`SolveInfo.residual` is then recomputed
+    residual falls below ``rtol`` relative to its norm; ``SolveInfo.residual`` is then recomputed
     from ``M`` (one more product), not taken from the recurrence.
 
     Neighbourhood (block-Jacobi) preconditioners did not pay here: on the 10⁴-unknown sphere they raised
