@@ -257,8 +257,9 @@ def solve_mobility(
     """Solve ``M f = rhs`` for a symmetric positive-definite blob mobility ``M`` and several right-hand sides.
 
     ``method="cholesky"`` factors ``M`` (LAPACK, O(n³) work, overwrites ``M``); ``"cg"`` runs block
-    conjugate gradients (O'Leary 1980) on all right-hand sides at once, so each iteration reads ``M``
-    once (one matrix–matrix product) and needs only a few ``(n, k)`` blocks of extra memory; ``"auto"``
+    conjugate gradients (D. P. O'Leary, Linear Algebra Appl. 29:293, 1980) on all right-hand sides at
+    once, so each iteration reads ``M`` once (one matrix–matrix product) and needs only a few
+    ``(n, k)`` blocks of extra memory; ``"auto"``
     picks Cholesky up to :data:`DIRECT_MAX_UNKNOWNS` unknowns. CG stops when every right-hand side's
     residual falls below ``rtol`` relative to its norm; ``SolveInfo.residual`` is then recomputed
     from ``M`` (one more product), not taken from the recurrence.
