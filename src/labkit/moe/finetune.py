@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from .construct import moe_blocks
 from .errors import MoEError
 
-__all__ = ["FinetuneResult", "end_to_end"]
+__all__ = ["FinetuneResult", "end_to_end", "kl_to_teacher"]
 
 
 @dataclass
@@ -47,6 +47,25 @@ def _kl(student_hidden, teacher_hidden, head, chunk: int = 1024) -> torch.Tensor
         q = F.log_softmax(head(student_hidden[s : s + chunk]).float(), -1)
         total = total + F.kl_div(q, t, log_target=True, reduction="sum")
     return total / n
+
+
+@torch.no_grad()
+def kl_to_teacher(
+    model: torch.nn.Module, teacher: torch.nn.Module, blocks: torch.Tensor, *, batch_size: int = 4
+) -> float:
+    """Mean KL(teacher ‖ model) per token (nats) over token ``blocks`` ``[B, L]``."""
+    dev = next(model.parameters()).device
+    head = model.get_output_embeddings()
+    total, count = 0.0, 0
+    for s in range(0, blocks.shape[0], batch_size):
+        ids = blocks[s : s + batch_size].to(dev)
+        th = teacher.model(input_ids=ids, use_cache=False).last_hidden_state
+        sh = model.model(input_ids=ids, use_cache=False).last_hidden_state
+        d = sh.shape[-1]
+        n = ids.numel()
+        total += float(_kl(sh.reshape(-1, d), th.reshape(-1, d).to(sh.dtype), head)) * n
+        count += n
+    return total / count
 
 
 def end_to_end(
