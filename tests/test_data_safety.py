@@ -572,7 +572,7 @@ def test_capture_cleanup_spares_a_live_capture(tmp_path):
 
 
 _EVAL = """
-import functools, json, os, signal
+import json, os, signal
 from labkit.evals import runner
 from labkit.evals.results import ResultStore
 from labkit.models import tiny_llama
@@ -583,9 +583,10 @@ if kill:
         real_add(self, recs)
         os.kill(os.getpid(), signal.SIGKILL)
     ResultStore.add = add
-runner.evaluate = functools.partial(runner.evaluate, chunk_size=3)
 m, t = tiny_llama("tiny-llama", seed=1)
-res = runner.run_task(m, t, "koen_parallel", model_id="tiny", path={path!r}, cache={cache!r}, progress=False)
+res = runner.run_task(
+    m, t, "koen_parallel", model_id="tiny", path={path!r}, cache={cache!r}, progress=False, chunk_size=3
+)
 print(json.dumps({{"scored_now": res.scored_now, "summary": res.summary}}))
 """
 
