@@ -140,8 +140,8 @@ class ConversionConfig:
         routed = f - int(round(sf * f))
         if n > routed:
             raise MoEError(
-                f"num_experts={n} exceeds the {routed} routed neurons of {self.model}'s FFN "
-                f"(width {f}, shared_fraction={sf})"
+                f"num_experts={n} exceeds the FFN width {f} of {self.model} less its shared "
+                f"expert: {routed} routed neurons (shared_fraction={sf})"
             )
         b = llama_breakdown(model_config)
         # One expert per token: the routed FFN share times (1 - 1/N), less the routers (equal
