@@ -208,8 +208,10 @@ def allocate(
     ``error`` (``Σ_ℓ w_ℓ e_ℓ``: the sum of layer relative errors weighted by ``weights``, one
     per layer, default 1), ``policies`` (one spec per layer), and ``latency_ms`` (the layers'
     summed candidate latencies) when the candidates carry them. Router parameters are counted as
-    activated. ``cost="latency"`` sweeps error against that latency instead of parameters (the
-    chosen point must still reach ``target_reduction``).
+    activated. ``cost="latency"`` sweeps error against that latency instead of parameters, and
+    the front is then non-dominated in (latency, error); the chosen point must still reach
+    ``target_reduction``. On a block so small that routing costs more than the experts it skips,
+    "all experts" is both fastest and exact, and no point may reach the target.
     """
     if cost not in ("params", "latency"):
         raise MoEError(f"cost={cost!r} must be 'params' or 'latency'")
@@ -247,7 +249,10 @@ def allocate(
         )
         if timed:
             points[-1]["latency_ms"] = 1e3 * sum(table[la][j].latency_s for la, j in enumerate(pick))
-    costs = np.array([-p["reduction"] for p in points])
+    if cost == "latency":
+        costs = np.array([p["latency_ms"] for p in points])
+    else:
+        costs = np.array([-p["reduction"] for p in points])
     errs = np.array([p["error"] for p in points])
     front = [points[j] for j in pareto_front(costs, errs)]
     ok = [j for j, p in enumerate(front) if p["reduction"] >= target_reduction - 1e-12]
