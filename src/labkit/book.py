@@ -20,7 +20,7 @@ __all__ = ["GLUED", "LINE_WIDTH", "glue", "glue_many", "show_profile"]
 #: Everything glued in this kernel, by key.
 GLUED: dict[str, Any] = {}
 
-#: Widest line a chapter prints or shows as code: wider lines scroll sideways in the HTML.
+#: Widest line a chapter prints or shows as code; wider lines scroll sideways in the HTML.
 LINE_WIDTH = 88
 
 

@@ -243,9 +243,9 @@ GPU_KMMLU_SUBJECTS: tuple[str, ...] = (
     "Telecommunications-and-Wireless-Technology",
 )
 
-#: The public Korean benchmarks of the gpu profile: every member of the KMMLU, HAE-RAE (lm-eval's five
-#: subsets) and KoBEST groups, and CLIcK (with the registry's HCX subset), without an item cap, so the
-#: comparison with the model card's numbers differs only where its row says why.
+#: The public Korean benchmarks the gpu profile runs, every member of the KMMLU, HAE-RAE
+#: (lm-eval's five subsets) and KoBEST groups, and CLIcK (with the registry's HCX subset), without an
+#: item cap, so the comparison with the model card's numbers differs only where its row says why.
 GPU_PUBLIC_TASKS: tuple[str, ...] = (
     *(f"kmmlu:{s}" for s in GPU_KMMLU_SUBJECTS),
     "haerae:general_knowledge",
