@@ -33,7 +33,7 @@ def test_round_trip_miss_and_damage(cache_root):
 
 
 def test_file_names_match_the_earlier_caches(cache_root):
-    # the sphere sweep and the bundle named their files this way before the helper existed
+    # the file-name scheme the sphere sweep's and the bundle's existing caches use
     key = [1, 200, 0.35]
     old = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:20]
     assert JsonCache("sphere").path(key).name == f"sphere_{old}.json"

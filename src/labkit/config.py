@@ -321,7 +321,7 @@ PROFILES: dict[str, Profile] = {
             valid_tokens=8_192,
             seq_len=2048,
             batch_tokens=4096,
-            lr=1e-4,  # 1e-3 diverges at d = 4096 (a random 7B layer's error went 0.33 -> 2.6)
+            lr=1e-4,  # 1e-3 diverges at d = 4096 (see benchmarks/NOTES_moe.md)
             latency_tokens=2048,
         ),
         evals=EvalSizes(

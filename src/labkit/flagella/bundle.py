@@ -56,7 +56,7 @@ _CACHE_VERSION = 1
 
 #: Segments per helical turn of the default Stokeslet bundle. At 64 the Richardson-estimated error of
 #: A, B and D is at most 0.5 % for N = 1 and 4 (chapter 4's convergence study; 32 per turn is 1.4–1.7 %
-#: off in D). N = 4 takes about 1 s, N = 10 about 10 s on two cores, once: the result is cached on disk.
+#: off in D). Each N is computed once and cached on disk (costs: benchmarks/NOTES_flagella.md).
 DEFAULT_POINTS_PER_TURN = 64
 
 #: In-process copies of the disk cache, keyed like the cache files.
