@@ -243,9 +243,11 @@ GPU_KMMLU_SUBJECTS: tuple[str, ...] = (
     "Telecommunications-and-Wireless-Technology",
 )
 
-#: The public Korean benchmarks the gpu profile runs, every member of the KMMLU, HAE-RAE
-#: (lm-eval's five subsets) and KoBEST groups, and CLIcK (with the registry's HCX subset), without an
-#: item cap, so the comparison with the model card's numbers differs only where its row says why.
+#: The public benchmarks the gpu profile runs, each without an item cap. Every member of the KMMLU,
+#: HAE-RAE (lm-eval's five subsets) and KoBEST groups and CLIcK (with the registry's HCX subset), so
+#: the comparison with the model card's numbers differs only where its row says why, and ARC (Easy
+#: and Challenge, group ``arc_all``) with the registry's HCX protocol (25 shots, shuffled options,
+#: the answer generated and prefix-matched).
 GPU_PUBLIC_TASKS: tuple[str, ...] = (
     *(f"kmmlu:{s}" for s in GPU_KMMLU_SUBJECTS),
     "haerae:general_knowledge",
@@ -259,6 +261,8 @@ GPU_PUBLIC_TASKS: tuple[str, ...] = (
     "kobest_hellaswag",
     "kobest_sentineg",
     "kobest_wic",
+    "arc:ARC-Easy",
+    "arc:ARC-Challenge",
 )
 
 _SMOKE_EVALS = EvalSizes(max_items=30, bootstrap=500, shots=0)

@@ -6,6 +6,7 @@ Examples::
     labkit eval run --task koen_parallel --lang ko --model smollm2-135m
     labkit eval run --task kmmlu:Accounting --path kmmlu_test.jsonl --fewshot-path kmmlu_dev.jsonl
     labkit eval run --task click --path click.jsonl --subsets all --style cloze
+    labkit eval run --task arc:ARC-Easy --datasets --style letters   # ARC by letters, not generation
     torchrun --standalone --nproc-per-node=2 -m labkit eval run --task koen_parallel --lang ko
 
 The registry decides each benchmark's protocol (style, shots, sampler, subject header, option
@@ -43,7 +44,7 @@ def _list(args: argparse.Namespace) -> int:
 def _overrides(args: argparse.Namespace) -> dict:
     """The protocol settings given on the command line (flags left out follow the registry)."""
     over: dict = {}
-    for name in ("style", "shots", "sampler", "seed"):
+    for name in ("style", "shots", "sampler", "seed", "max_new_tokens"):
         if getattr(args, name) is not None:
             over[name] = getattr(args, name)
     for name in ("chat", "compat"):
@@ -70,7 +71,7 @@ def _run_ranks(args: argparse.Namespace, rank: int) -> int:
     from ..config import get_profile
     from ..models import load_causal_lm, resolve_device, resolve_dtype
     from ..paths import cache_root
-    from .runner import check_shots, resolve_protocol, run_task
+    from .runner import check_generation_items, check_shots, resolve_protocol, run_task
     from .tasks import get_task, load_fewshot, load_task
 
     # fail fast on an unknown task, bad data or an impossible protocol, before loading a model
@@ -83,6 +84,8 @@ def _run_ranks(args: argparse.Namespace, rank: int) -> int:
         )
         pool = load_fewshot(args.task, path=args.fewshot_path, lang=args.lang) if cfg.shots else []
         check_shots(args.task, cfg, items, pool)
+        if cfg.style == "generate":
+            check_generation_items(items)
         distributed.check_world_size(len(items), "items")
     prof = get_profile()
     name = args.model or prof.evals.model
@@ -153,12 +156,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--task", required=True, help="registry name, e.g. koen_parallel or kmmlu:Accounting")
     r.add_argument("--lang", choices=["ko", "en"], default=None)
     r.add_argument("--model", default=None, help="model name (default: the profile's evals.model)")
-    r.add_argument("--style", choices=["cloze", "letters"], default=None, help="default: the registry's")
+    r.add_argument(
+        "--style", choices=["cloze", "letters", "generate"], default=None, help="default: the registry's"
+    )
     r.add_argument("--shots", type=int, default=None, help="default: the registry's")
     r.add_argument("--sampler", choices=["random", "first_n", "shared"], default=None)
     r.add_argument("--seed", type=int, default=None, help="few-shot/shuffle seed (default 1234)")
     r.add_argument("--subsets", default=None, help="comma-separated categories, or 'all' (default: registry)")
     r.add_argument("--shuffle-options", choices=["yes", "no"], default=None, help="default: the registry's")
+    r.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="generate style: greedy generation budget in new tokens (default: the registry's)",
+    )
     r.add_argument("--chat", action="store_true", help="wrap prompts in the chat template")
     r.add_argument("--compat", action="store_true", help="reproduce lm-eval's Korean template quirks")
     r.add_argument("--max-items", type=int, default=None)

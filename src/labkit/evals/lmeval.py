@@ -10,7 +10,10 @@
   ``configs``, ``n-shot``, ``n-samples``, ``higher_is_better``, ``versions``, ``config``), so tools
   that read lm-eval output (e.g. ``lm_eval.utils.make_table``) read labkit's. Standard errors follow
   lm-eval's conventions (sample sd / √n per task; a group's pooled-variance SE); labkit's clustered
-  SE is added as ``"acc_clustered_stderr,none"``, a key lm-eval's table skips.
+  SE is added as ``"acc_clustered_stderr,none"``, a key lm-eval's table skips. A ``generate``-style
+  run (ARC as HCX scored it) is exported as lm-eval exports a ``generate_until`` task: its config
+  has ``"output_type": "generate_until"`` and ``generation_kwargs``, and its metrics are
+  ``"acc,none"`` (the generated answer names the gold option) and ``"exact_match,none"``.
 """
 
 from __future__ import annotations
@@ -147,6 +150,28 @@ def _task_entry(res: TaskResult, name: str, metrics: Sequence[str]) -> dict:
     return entry
 
 
+def _task_config(res: TaskResult, name: str, metrics: Sequence[str]) -> dict:
+    """lm-eval's ``configs`` entry of one run: ``multiple_choice``, or for a ``generate``-style run
+    ``generate_until`` with lm-eval's ``generation_kwargs`` (greedy: ``do_sample`` false) and its
+    ``metric_list``, as lm-eval writes for its generative tasks."""
+    cfg = res.prompt
+    entry: dict = {"task": name, "num_fewshot": cfg.shots}
+    if cfg.style == "generate":
+        entry["output_type"] = "generate_until"
+        entry["generation_kwargs"] = {
+            "until": list(cfg.until),
+            "do_sample": False,
+            "max_gen_toks": cfg.max_new_tokens,
+        }
+        entry["metric_list"] = [
+            {"metric": m, "aggregation": "mean", "higher_is_better": True} for m in metrics
+        ]
+    else:
+        entry["output_type"] = "multiple_choice"
+    entry["metadata"] = {"labkit_prompt": cfg.as_dict(), "overrides": res.meta.get("overrides", {})}
+    return entry
+
+
 def to_lm_eval_results(
     results: Mapping[str, TaskResult],
     *,
@@ -177,12 +202,7 @@ def to_lm_eval_results(
     for name, res in results.items():
         ms = list(metrics or res.metrics)
         out["results"][name] = _task_entry(res, name, ms)
-        out["configs"][name] = {
-            "task": name,
-            "num_fewshot": res.prompt.shots,
-            "output_type": "multiple_choice",
-            "metadata": {"labkit_prompt": res.prompt.as_dict(), "overrides": res.meta.get("overrides", {})},
-        }
+        out["configs"][name] = _task_config(res, name, ms)
         out["versions"][name] = "labkit"
         out["n-shot"][name] = res.prompt.shots
         out["higher_is_better"][name] = {m: True for m in ms}

@@ -1,6 +1,6 @@
 """Korean and English prompt templates, deterministic few-shot selection, and request building.
 
-Two styles:
+Three styles:
 
 ``cloze``
     The context is the question; each option *text* is a continuation (``" " + choice``), scored by
@@ -9,6 +9,11 @@ Two styles:
     The options are listed in the prompt with letters and the continuation is the letter
     (``" A"``, ``" B"``…); the prediction is the label with the highest next-token probability among
     the label tokens only. This is how HyperCLOVA X posed multiple-choice items (arXiv:2404.01954 §3).
+``generate``
+    The options are listed in the prompt *without* letters and the model generates the answer text
+    (greedy, at most ``max_new_tokens``, cut at the first stop string in ``until``); the answer is
+    the option it names by prefix match (:func:`labkit.evals.scoring.match_option`). Shots end with
+    their gold option's text. This is how HyperCLOVA X scored ARC.
 
 lm-eval's Korean configs have template quirks (see ``bilingual_eval.md`` §0.4 and §2.5). With
 ``compat=False`` (the default) labkit fixes them; ``compat=True`` reproduces them byte for byte:
@@ -46,14 +51,21 @@ __all__ = [
 ]
 
 LETTERS = "ABCDEFGHIJ"
-STYLES = ("cloze", "letters")
+STYLES = ("cloze", "letters", "generate")
+#: PromptConfig fields that only the ``generate`` style uses (left out of other styles' cache keys).
+GENERATION_FIELDS = ("max_new_tokens", "until")
 SAMPLERS = ("random", "first_n", "shared")
 
 _Q = {"ko": "질문", "en": "Question"}
 _A = {"ko": "정답", "en": "Answer"}
+_OPTIONS = {"ko": "보기", "en": "Options"}
 _INSTR = {
     "ko": "다음 질문에 알맞은 답을 {labels} 중에서 하나 골라 알파벳으로 답하세요.",
     "en": "Answer the following question with one of the letters {labels}.",
+}
+_INSTR_GENERATE = {
+    "ko": "다음 질문에 알맞은 답을 보기 중에서 하나 골라 그 내용을 그대로 답하세요.",
+    "en": "Answer the following question by copying the text of one of the options.",
 }
 
 
@@ -64,7 +76,7 @@ class PromptConfig:
     Attributes
     ----------
     style:
-        ``"cloze"`` or ``"letters"``.
+        ``"cloze"``, ``"letters"`` or ``"generate"``.
     shots:
         Few-shot examples per item (whole examples are dropped if the prompt does not fit).
     sampler:
@@ -89,6 +101,15 @@ class PromptConfig:
     shuffle_options:
         Shuffle each item's options (and its shots' options) with a permutation seeded by
         ``(seed, item id)``, as HCX did for ARC.
+    max_new_tokens:
+        ``generate`` only: the generation budget, in new tokens (>= 1). A gold option longer than
+        this (in tokens) cannot be matched.
+    until:
+        ``generate`` only: stop strings; the generated text is cut at the first one (default: a
+        newline, which also ends each shot's answer).
+
+    :meth:`as_dict` (the form in cache keys and ``meta.json``) holds ``max_new_tokens`` and
+    ``until`` only for the ``generate`` style, so that adding them changed no other run's key.
     """
 
     style: str = "letters"
@@ -103,6 +124,8 @@ class PromptConfig:
     same_subject: bool = False
     subject_header: bool = False
     shuffle_options: bool = False
+    max_new_tokens: int = 64
+    until: tuple[str, ...] = ("\n",)
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -113,9 +136,23 @@ class PromptConfig:
             raise EvalError(f"PromptConfig.shots={self.shots!r} must be an int >= 0")
         if self.lang not in (None, "ko", "en"):
             raise EvalError(f"PromptConfig.lang={self.lang!r} must be None, 'ko' or 'en'")
+        budget = self.max_new_tokens
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise EvalError(
+                f"PromptConfig.max_new_tokens={budget!r} must be an int >= 1 (the generation budget, "
+                "in new tokens)"
+            )
+        if isinstance(self.until, str) or not all(isinstance(u, str) for u in self.until):
+            raise EvalError(f"PromptConfig.until={self.until!r} must be a sequence of stop strings")
+        object.__setattr__(self, "until", tuple(self.until))  # a list from JSON or the CLI
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict; ``max_new_tokens``/``until`` only for the ``generate`` style."""
+        d = asdict(self)
+        if self.style != "generate":
+            for k in GENERATION_FIELDS:
+                d.pop(k)
+        return d
 
 
 @dataclass(frozen=True)
@@ -271,8 +308,18 @@ def select_shots(item: Item, pool: Sequence[Item], cfg: PromptConfig) -> list[It
     return random.Random(f"{cfg.seed}:{item.id}").sample(ok, k)
 
 
+def _generate_context(item: Item, lang: str, chat: bool) -> str:
+    """Question, then the options one per line as ``- text`` (no letters: the answer is the text)."""
+    head = f"{item.passage}\n\n" if item.passage else ""
+    instr = _INSTR_GENERATE[lang] + "\n\n" if chat else ""
+    opts = "\n".join(f"- {c}" for c in item.choices)
+    return f"{instr}{head}{_Q[lang]}: {item.question}\n{_OPTIONS[lang]}:\n{opts}\n{_A[lang]}:"
+
+
 def _render(item: Item, template: str, cfg: PromptConfig) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     lang = _lang(item, cfg)
+    if cfg.style == "generate":
+        return _generate_context(item, lang, cfg.chat), tuple(item.choices), tuple(item.choices)
     if cfg.style == "letters":
         labels = letter_labels(item, template)
         ctx = _letters_context(item, template, lang, cfg.compat, cfg.chat)
@@ -288,6 +335,9 @@ def build_prompt(
     item: Item, template: str, cfg: PromptConfig, shots: Sequence[Item] = (), tokenizer=None
 ) -> Prompt:
     """Render ``item`` (with ``shots``) into one context and its per-option continuations.
+
+    In the ``generate`` style the continuations are the option texts (with the delimiter), i.e. the
+    answers a shot ends with; the model's own answer is generated after the context.
 
     With ``cfg.chat`` the whole few-shot prompt becomes one user turn of ``tokenizer``'s chat
     template with the generation prompt appended, and continuations carry no delimiter.

@@ -1,4 +1,10 @@
-"""Run a task: items → prompts → log-likelihoods → per-item records and a summary, resumably.
+"""Run a task: items → prompts → log-likelihoods (or generations) → per-item records and a summary.
+
+Three scoring styles share one runner (:class:`~labkit.evals.prompts.PromptConfig`'s ``style``, set
+per benchmark by the registry): ``cloze`` and ``letters`` score log-likelihoods; ``generate`` (HCX's
+ARC) has the model generate its answer greedily and records the option the text names by prefix
+match (:func:`~labkit.evals.scoring.match_option`). Every style writes the same folder layout, is
+resumable item by item and is cached under the same key scheme.
 
 :func:`evaluate` scores a list of items with one :class:`~labkit.evals.prompts.PromptConfig`;
 :func:`run_task` loads a registered task and caches the run under ``$LABKIT_CACHE/evals`` keyed by
@@ -29,16 +35,17 @@ from tqdm.auto import tqdm
 from .. import distributed as dist
 from ..paths import atomic_write_text
 from .errors import EvalDataError, EvalError, NonFiniteScoreError, UnknownMetricError
-from .lm import encode_pair, loglikelihood, model_max_length, tok_encode
-from .prompts import PromptConfig, build_prompt, select_shots, shuffle_options
+from .lm import encode_pair, generate_until, loglikelihood, model_max_length, tok_encode
+from .prompts import GENERATION_FIELDS, PromptConfig, build_prompt, select_shots, shuffle_options
 from .results import ResultStore, is_finite_record, item_hash, results_dir, run_key
 from .schema import Item
-from .scoring import cloze_predictions, letter_choice, macro_f1
+from .scoring import cloze_predictions, exact_match, letter_choice, macro_f1, match_option, normalize_answer
 from .stats import Estimate, clustered_se, mean_se
 from .tasks import get_task, load_fewshot, load_task, protocol
 
 __all__ = [
     "TaskResult",
+    "check_generation_items",
     "check_shots",
     "evaluate",
     "evaluate_generation",
@@ -61,7 +68,8 @@ def resolve_protocol(
     including ``"subsets"``; ``None`` subsets = all) replace single fields on top.
 
     Returns ``(config, subsets, deviations)`` where ``deviations`` maps each overridden field to
-    ``{"registry": ..., "used": ...}``; runs record it in their metadata.
+    ``{"registry": ..., "used": ...}``; runs record it in their metadata. The generation settings
+    (``max_new_tokens``, ``until``) count only when the style used is ``generate``.
     """
     proto = protocol(task)
     reg_subsets = proto.pop("subsets")
@@ -82,7 +90,7 @@ def resolve_protocol(
     dev = {
         k: {"registry": getattr(registry, k), "used": getattr(cfg, k)}
         for k in _PROMPT_FIELDS
-        if getattr(cfg, k) != getattr(registry, k)
+        if getattr(cfg, k) != getattr(registry, k) and (cfg.style == "generate" or k not in GENERATION_FIELDS)
     }
     if subsets != reg_subsets:
         dev["subsets"] = {
@@ -203,7 +211,12 @@ def _score_item(item: Item, prompt, lls: list[tuple[float, bool]], cfg: PromptCo
 
 
 def summarize(records: Sequence[dict]) -> dict:
-    """Per-metric analytic and clustered estimates (+ macro-F1 of the ``acc`` predictions)."""
+    """Per-metric analytic and clustered estimates (+ macro-F1 of the ``acc`` predictions).
+
+    ``p_gold`` (the gold option's probability) is summarised when every record has it; generated
+    answers (``generate`` style) have none. Their ``acc`` prediction is the option named, ``-1``
+    when the generation names none (a class of its own in macro-F1).
+    """
     if not records:
         raise EvalError("no records to summarise")
     clusters = [r.get("cluster") for r in records]
@@ -211,18 +224,92 @@ def summarize(records: Sequence[dict]) -> dict:
     for m in records[0]["correct"]:
         x = [float(r["correct"][m]) for r in records]
         out["metrics"][m] = dict(analytic=mean_se(x).as_dict(), clustered=clustered_se(x, clusters).as_dict())
-    x = [float(r["p_gold"]) for r in records]
-    out["metrics"]["p_gold"] = dict(
-        analytic=mean_se(x).as_dict(), clustered=clustered_se(x, clusters).as_dict()
-    )
+    if all("p_gold" in r for r in records):
+        x = [float(r["p_gold"]) for r in records]
+        out["metrics"]["p_gold"] = dict(
+            analytic=mean_se(x).as_dict(), clustered=clustered_se(x, clusters).as_dict()
+        )
     out["macro_f1"] = macro_f1([r["label"] for r in records], [r["preds"]["acc"] for r in records])
     return out
+
+
+def _fit_generation(item: Item, template: str, cfg: PromptConfig, shots: list[Item], tokenizer, window: int):
+    """Drop whole shots (last first) until the context leaves ``cfg.max_new_tokens`` of the window."""
+    while True:
+        prompt = build_prompt(item, template, cfg, shots, tokenizer)
+        if not shots or len(tok_encode(tokenizer, prompt.context)) + cfg.max_new_tokens <= window:
+            return prompt
+        shots = shots[:-1]
+
+
+def check_generation_items(items: Sequence[Item]) -> None:
+    """Raise :class:`EvalDataError` for an item the ``generate`` style cannot score: one without a
+    gold option (``label`` -1) or whose gold option's text is empty once normalised (prefix match
+    against an empty text would accept any generation)."""
+    for it in items:
+        if not 0 <= it.label < len(it.choices):
+            raise EvalDataError(
+                f"item {it.id!r}: field 'label'={it.label!r} names no option; the generate style "
+                f"scores multiple-choice items ({len(it.choices)} choices)"
+            )
+        gold = it.choices[it.label]
+        if not normalize_answer(gold):
+            raise EvalDataError(
+                f"item {it.id!r}: gold option choices[{it.label}]={gold!r} is empty after "
+                "normalisation (case, ASCII punctuation, whitespace); prefix match needs a gold text"
+            )
+
+
+def _generate_chunk(
+    model, tokenizer, chunk: Sequence[Item], template: str, cfg: PromptConfig, pool, batch_size, window
+) -> list[dict]:
+    """Records of one chunk of items in the ``generate`` style: greedy answers, the option each names."""
+    prompts = [
+        _fit_generation(it, template, cfg, select_shots(it, pool, cfg), tokenizer, window) for it in chunk
+    ]
+    outs = generate_until(
+        model,
+        tokenizer,
+        [p.context for p in prompts],
+        until=cfg.until,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=batch_size or 8,
+        progress=False,
+    )
+    recs = []
+    for it, p, out in zip(chunk, prompts, outs, strict=True):
+        text = out[0]
+        named = match_option(text, it.choices)
+        recs.append(
+            dict(
+                id=it.id,
+                item_hash=item_hash(it),
+                lang=it.lang,
+                category=it.category,
+                cluster=it.cluster,
+                pair_id=it.meta.get("pair_id"),
+                label=it.label,
+                context=p.context,
+                options=list(it.choices),
+                option_order=it.meta.get("option_order"),
+                shot_ids=list(p.shot_ids),
+                generation=text,
+                matched=named,
+                matched_text=None if named is None else it.choices[named],
+                preds={"acc": -1 if named is None else named},
+                correct={"acc": named == it.label, "exact_match": exact_match(text, it.choices[it.label])},
+            )
+        )
+    return recs
 
 
 def _score_chunk(
     model, tokenizer, chunk: Sequence[Item], template: str, cfg: PromptConfig, pool, batch_size, window
 ) -> list[dict]:
-    """Records of one chunk of items: their prompts scored in one :func:`loglikelihood` call."""
+    """Records of one chunk of items: their prompts scored in one :func:`loglikelihood` call (or, in
+    the ``generate`` style, answered in one :func:`generate_until` call)."""
+    if cfg.style == "generate":
+        return _generate_chunk(model, tokenizer, chunk, template, cfg, pool, batch_size, window)
     prompts = [_fit_shots(it, template, cfg, select_shots(it, pool, cfg), tokenizer, window) for it in chunk]
     reqs = [(p.context, c) for p in prompts for c in p.continuations]
     lls = loglikelihood(model, tokenizer, reqs, batch_size=batch_size, max_length=window, progress=False)
@@ -264,6 +351,12 @@ def evaluate(
     same arguments; only rank 0's ``store`` is used (pass ``None`` on the others). Every rank gets
     all the records back.
 
+    In the ``generate`` style (``prompt.style``) each record holds the generated text
+    (``generation``), the option it names (``matched``, an index into the record's ``options``, as
+    shown, i.e. shuffled; ``None`` if none) and ``correct["acc"]`` (named option is the gold one) and
+    ``correct["exact_match"]`` (the normalised generation *is* the gold text); ``batch_size`` is
+    then the number of prompts per ``generate`` call (default 8).
+
     Returns ``(records in item order, number of items scored now)`` (summed over the ranks).
 
     Raises
@@ -271,13 +364,23 @@ def evaluate(
     NonFiniteScoreError
         If the model gives NaN/inf log-likelihoods for some items (named). The finite records
         are stored; the others never are, so a rerun with a repaired model scores them afresh.
+    EvalDataError
+        In the ``generate`` style, before anything is generated: an item without a gold option or
+        with an empty gold text (:func:`check_generation_items`).
     """
     cfg = prompt or PromptConfig()
     if not items:
         raise EvalError("no items to evaluate")
+    if cfg.style == "generate":
+        check_generation_items(items)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise EvalError(f"chunk_size must be a positive int, got {chunk_size!r}")
     window = max_length or model_max_length(model, tokenizer)
+    if cfg.style == "generate" and cfg.max_new_tokens >= window:
+        raise EvalError(
+            f"PromptConfig.max_new_tokens={cfg.max_new_tokens} leaves no room for the prompt in the "
+            f"model's {window}-token window"
+        )
     args = (template, cfg, fewshot_pool, batch_size, window)
     if distributed is not False and dist.is_distributed():
         return _evaluate_ranks(model, tokenizer, items, args, store, chunk_size, progress)
@@ -415,6 +518,8 @@ def run_task(
     )
     pool = load_fewshot(task, path=fewshot_path, lang=lang, use_datasets=use_datasets) if cfg.shots else []
     check_shots(task, cfg, items, pool)
+    if cfg.style == "generate":  # before anything is written
+        check_generation_items(items)
     if cfg.shuffle_options:
         items = [shuffle_options(it, cfg.seed) for it in items]
     if dtype is None:

@@ -12,8 +12,9 @@ Letter choice (HyperCLOVA X, arXiv:2404.01954 §3): the options are in the promp
 is the label whose token has the highest probability, with the distribution restricted to the label
 tokens (softmax over the labels' log-probabilities); ``p_gold`` is that restricted probability.
 
-Generation: exact match, prefix match (HCX's NQ/TriviaQA/ARC rule), maj@k, the unbiased pass@k
-estimator of Chen et al. (2021, arXiv:2107.03374), and corpus chrF/BLEU through sacrebleu.
+Generation: exact match, prefix match (HCX's NQ/TriviaQA/ARC rule), the option a generated answer
+names (:func:`match_option`, HCX's generative ARC), maj@k, the unbiased pass@k estimator of Chen et
+al. (2021, arXiv:2107.03374), and corpus chrF/BLEU through sacrebleu.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "letter_choice",
     "macro_f1",
     "maj_at_k",
+    "match_option",
     "normalize_answer",
     "pass_at_k",
     "prefix_match",
@@ -152,11 +154,48 @@ def prefix_match(prediction: str, gold: str | Sequence[str], **norm) -> bool:
     the answer is not penalised. The match must end at a word boundary ("50" does not match "5")."""
     golds = [gold] if isinstance(gold, str) else list(gold)
     p = normalize_answer(prediction, **norm)
-    for x in golds:
-        g = normalize_answer(x, **norm)
-        if g and p.startswith(g) and (len(p) == len(g) or not p[len(g)].isalnum()):
-            return True
-    return False
+    return any(_starts_at_boundary(p, normalize_answer(x, **norm)) for x in golds)
+
+
+def _starts_at_boundary(text: str, prefix: str) -> bool:
+    """``text`` starts with the non-empty ``prefix`` and the match ends at a word boundary."""
+    return (
+        bool(prefix)
+        and text.startswith(prefix)
+        and (len(text) == len(prefix) or not text[len(prefix)].isalnum())
+    )
+
+
+def match_option(generation: str, options: Sequence[str], **norm) -> int | None:
+    """The option a generated answer names, by prefix match (HCX's generative ARC); ``None`` if none.
+
+    HCX (arXiv:2404.01954 §3) says only that ARC's options were shuffled and that ARC, like NQ and
+    TriviaQA, was scored by *prefix matching*, so that a model which runs on past its answer is not
+    penalised; it gives neither the normalisation nor what happens when options share a prefix. labkit's
+    rule, stated in full:
+
+    1. Normalise the generation and every option with :func:`normalize_answer` (NFC, lower case,
+       ASCII punctuation dropped, whitespace stripped and collapsed; ``norm`` switches the case and
+       punctuation steps off).
+    2. An option *matches* if its normalised text is non-empty and the normalised generation starts
+       with it, the match ending at a word boundary (end of text or a character that is not a letter
+       or digit): ``"100 C, because"`` matches ``"100 C"``; ``"100 Cm"`` does not.
+    3. Of the matching options the **longest** is the one named, so a generation that names a
+       longer option sharing the gold's prefix (``"iron oxide"`` for the gold ``"iron"``) names
+       that option, not the gold. If the longest matches are several options with the same
+       normalised text, the generation cannot tell them apart and names none (``None``).
+
+    An option whose normalised text is empty (e.g. ``"?"``) can never be named.
+    """
+    g = normalize_answer(generation, **norm)
+    found = [
+        (len(o), i) for i, x in enumerate(options) if _starts_at_boundary(g, o := normalize_answer(x, **norm))
+    ]
+    if not found:
+        return None
+    longest = max(n for n, _ in found)
+    best = [i for n, i in found if n == longest]
+    return best[0] if len(best) == 1 else None
 
 
 def maj_at_k(samples: Sequence[str], gold: str | Sequence[str], **norm) -> bool:

@@ -64,7 +64,9 @@ class TaskSpec:
         Few-shot count (HCX's where HCX used the benchmark, else lm-eval's default).
     scoring:
         ``"letters"`` (options in the prompt, next-token probability restricted to the labels, as HCX
-        did) or ``"cloze"`` (log-likelihood of each option text).
+        did for most benchmarks), ``"cloze"`` (log-likelihood of each option text) or
+        ``"generate"`` (options in the prompt, the model generates the answer text, scored by prefix
+        match against the options: HCX's ARC; :func:`labkit.evals.scoring.match_option`).
     template:
         Key of the cloze prompt in :data:`labkit.evals.prompts.CLOZE_TEMPLATES`.
     required, optional:
@@ -82,6 +84,8 @@ class TaskSpec:
     shuffle_options:
         Shuffle each item's options with a seeded per-item permutation (HCX did so for ARC, whose
         gold positions are biased).
+    max_new_tokens, until:
+        ``generate`` scoring: the greedy generation budget (new tokens) and the stop strings.
     """
 
     name: str
@@ -108,6 +112,8 @@ class TaskSpec:
     subsets: tuple[str, ...] | None = None
     shuffle_options: bool = False
     protocol_notes: str = ""
+    max_new_tokens: int = 64
+    until: tuple[str, ...] = ("\n",)
 
 
 # --------------------------------------------------------------------------- converters
@@ -547,7 +553,7 @@ TASKS: dict[str, TaskSpec] = {
             lang="en",
             hcx_category="CS",
             shots=25,
-            scoring="letters",
+            scoring="generate",
             template="arc",
             required=("id", "question", "choices", "answerKey"),
             convert=_arc,
@@ -558,8 +564,9 @@ TASKS: dict[str, TaskSpec] = {
             configs=("ARC-Easy", "ARC-Challenge"),
             shuffle_options=True,
             notes="HCX shuffles the options (biased positions) and scores by prefix match",
-            protocol_notes="options shuffled per item as HCX did; scored by letter choice, not by HCX's "
-            "generative prefix match; run Easy and Challenge (group 'arc_all')",
+            protocol_notes="as HCX: options shuffled per item (seeded) and listed; the model generates "
+            "the answer (greedy, stop at a newline), correct if it prefix-matches the gold option's "
+            "text; run Easy and Challenge (group 'arc_all')",
         ),
         TaskSpec(
             "hellaswag",
@@ -920,7 +927,8 @@ def protocol(name: str) -> dict:
 
     This is what :func:`labkit.evals.runner.run_task` and ``labkit eval run`` use unless told
     otherwise: shots, sampler, same-subject shots, the subject header, option shuffling, the scoring
-    style and the benchmark's subset.
+    style (with the generation budget and stop strings of ``generate`` scoring) and the benchmark's
+    subset.
     """
     spec = get_task(name.split(":", 1)[0])
     return dict(
@@ -930,5 +938,7 @@ def protocol(name: str) -> dict:
         same_subject=spec.same_subject_shots,
         subject_header=spec.subject_header,
         shuffle_options=spec.shuffle_options,
+        max_new_tokens=spec.max_new_tokens,
+        until=spec.until,
         subsets=spec.subsets,
     )
