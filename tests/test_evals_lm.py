@@ -107,14 +107,14 @@ def test_packed_options_do_not_see_each_other(tiny):
 
 
 def test_batches_too_large_for_the_logit_budget_are_split(tiny, monkeypatch):
-    import labkit.evals.lm as lm
+    import labkit.likelihood as lk  # the scorer evals.lm.loglikelihood shares with labkit.moe
 
     model, tok = tiny
     whole = loglikelihood(model, tok, REQS, batch_size=3, progress=False)
     calls = []
-    score = lm._score_batch
-    monkeypatch.setattr(lm, "_score_batch", lambda m, b, p: calls.append(len(b)) or score(m, b, p))
-    monkeypatch.setattr(lm, "LOGIT_BUDGET_BYTES", 1)  # every batch splits down to single groups
+    score = lk._score_batch
+    monkeypatch.setattr(lk, "_score_batch", lambda m, b, p: calls.append(len(b)) or score(m, b, p))
+    monkeypatch.setattr(lk, "LOGIT_BUDGET_BYTES", 1)  # every batch splits down to single groups
     split = loglikelihood(model, tok, REQS, batch_size=3, progress=False)
     assert max(calls) == 3 and calls.count(1) > 2  # batches of 3 were split into single groups
     for (a, ga), (b, gb) in zip(split, whole, strict=True):

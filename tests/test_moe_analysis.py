@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -36,21 +37,30 @@ def test_mc_accuracy_prefers_a_model_that_knows_the_answer():
     assert 0.0 <= acc <= 1.0
 
     class Oracle(torch.nn.Module):
-        """Puts all probability on the true next token of each item's right answer."""
+        """Puts all probability on the true next token wherever the tokens a position sees (read
+        from the scorer's 4-D attention mask: its context, then its own option) are a prefix of an
+        item's context + right answer; so it scores 1.0 only if options never see each other."""
 
         def __init__(self):
             super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(1))
-            self.answers = {tuple(it.context.tolist() + it.choices[it.answer].tolist()) for it in items}
+            self.head = torch.nn.Linear(1, 259, bias=False)  # the scorer reads the vocabulary here
+            self.answers = [it.context.tolist() + it.choices[it.answer].tolist() for it in items]
 
-        def forward(self, input_ids, use_cache=False):
+        def get_output_embeddings(self):
+            return self.head
+
+        def forward(self, input_ids, attention_mask, position_ids, use_cache, logits_to_keep):
             logits = torch.zeros(*input_ids.shape, 259)
-            for b, row in enumerate(input_ids.tolist()):
-                if tuple(row) in self.answers:
-                    logits[b, :-1].scatter_(-1, input_ids[b, 1:, None], 50.0)
-            return type("Out", (), {"logits": logits})()
+            for b in range(input_ids.shape[0]):
+                for j in range(input_ids.shape[1]):
+                    seen = input_ids[b][attention_mask[b, 0, j] == 0].tolist()
+                    for true in self.answers:
+                        if len(seen) < len(true) and true[: len(seen)] == seen:
+                            logits[b, j, true[len(seen)]] = 50.0
+            return type("Out", (), {"logits": logits[:, logits_to_keep]})()
 
     assert evaluate.mc_accuracy(Oracle(), items) == 1.0
+    assert evaluate.mc_accuracy(Oracle(), items, batch_size=5) == 1.0  # items split over batches
 
 
 def test_latency_reports_positive_times():
@@ -83,7 +93,8 @@ def test_latency_side_by_side_interleaves_the_models():
     assert all(v["prefill_s"] > 0 and v["decode_s_per_token"] > 0 for v in lat.values())
     prefills = [(n, ids) for n, kind, ids in calls if kind == "prefill"]
     prompts = [n for n, kind, _ in calls if kind == "prompt"]
-    assert [n for n, _ in prefills] == ["dense", "moe"] * 3  # warm-up, then 2 repeats
+    # one untimed warm-up call each, then per repeat one benchmark of each model (several calls)
+    assert [n for n, _ in itertools.groupby(n for n, _ in prefills)] == ["dense", "moe"] * 3
     assert prompts == ["dense", "moe"] * 3
     assert len({ids for _, ids in prefills}) == 1  # the same tokens for both
     with pytest.raises(ValueError, match="at least one"):

@@ -196,3 +196,12 @@ def test_activated_parameters_nominal_and_measured():
     assert acc.per_layer[1]["mean_k"] == k1
     expect = dense - ffn + ffn / 2 * (1 / 4 + k1 / 4) + routers
     assert acc.activated == pytest.approx(expect)
+
+
+def test_package_exports_are_listed_and_resolve():
+    """``labkit.moe.__all__`` (a literal, for linters) lists exactly the lazy exports, and each resolves."""
+    import labkit.moe as moe_pkg
+
+    assert moe_pkg.__all__ == sorted(moe_pkg._EXPORTS)
+    for name in moe_pkg.__all__:
+        assert getattr(moe_pkg, name) is not None

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 __all__ = [
     "PROFILE_ENV",
     "PROFILES",
+    "ConversionSizes",
     "GPU_KMMLU_SUBJECTS",
     "GPU_PUBLIC_TASKS",
     "EvalSizes",
@@ -48,39 +49,36 @@ class ProfileError(ValueError):
 
 
 @dataclass(frozen=True)
-class MoESizes:
-    """Part I (LaDiMo dense→MoE) budgets.
+class ConversionSizes:
+    """The Part I (LaDiMo dense→MoE) budgets that determine a conversion's result.
+
+    :class:`labkit.moe.pipeline.ConversionConfig` extends this class, so each field is one
+    setting of the conversion and enters its cache key.
 
     Attributes
     ----------
     model:
         Model-zoo name or hub id of the dense model to convert.
-    train_tokens:
-        Distillation budget in tokens (the paper: 100K).
-    heldout_tokens:
-        Tokens of held-out text for perplexity; never used for training.
-    seq_len:
-        Tokens per calibration sequence.
     num_experts:
         Experts per FFN.
     method:
         Expert-construction method (``contiguous``, ``kmeans``, ``coactivation``).
+    train_tokens:
+        Distillation budget in tokens (the paper: 100K).
     valid_tokens:
         Tokens of the validation split used by the stage-2 routing search (never trained on).
-    target_reduction:
-        Activated-parameter reduction the stage-2 policy must reach (LaDiMo: >20 %).
-    front_evals:
-        Pareto-front points whose end-to-end validation perplexity is measured.
+    seq_len:
+        Tokens per calibration sequence.
     epochs:
         Passes over each layer's captured activations during distillation.
     batch_tokens:
         Tokens per optimiser step in distillation.
     lr:
         AdamW learning rate for distillation.
-    eval_items:
-        Multiple-choice items used for zero-shot accuracy (``None`` = all).
-    latency_tokens:
-        Prefill length (tokens) for latency measurements.
+    target_reduction:
+        Activated-parameter reduction the stage-2 policy must reach (LaDiMo: >20 %).
+    front_evals:
+        Pareto-front points whose end-to-end validation perplexity is measured.
     shared_fraction:
         Fraction of each FFN's neurons in the always-on shared expert (0 = none).
     sensitivity:
@@ -88,21 +86,38 @@ class MoESizes:
     """
 
     model: str = "smollm2-135m"
-    train_tokens: int = 100_000
-    heldout_tokens: int = 16_384
-    seq_len: int = 512
     num_experts: int = 8
     method: str = "kmeans"
+    train_tokens: int = 100_000
     valid_tokens: int = 4096
-    target_reduction: float = 0.2
-    front_evals: int = 3
+    seq_len: int = 512
     epochs: int = 1
     batch_tokens: int = 1024
     lr: float = 1e-3
-    eval_items: int | None = 100
-    latency_tokens: int = 512
+    target_reduction: float = 0.2
+    front_evals: int = 3
     shared_fraction: float = 0.0
     sensitivity: bool = False
+
+
+@dataclass(frozen=True)
+class MoESizes(ConversionSizes):
+    """Part I (LaDiMo dense→MoE) budgets: those of the conversion (:class:`ConversionSizes`) and
+    those of its evaluation below.
+
+    Attributes
+    ----------
+    heldout_tokens:
+        Tokens of held-out text for perplexity; never used for training.
+    eval_items:
+        Multiple-choice items used for zero-shot accuracy (``None`` = all).
+    latency_tokens:
+        Prefill length (tokens) for latency measurements.
+    """
+
+    heldout_tokens: int = 16_384
+    eval_items: int | None = 100
+    latency_tokens: int = 512
 
 
 @dataclass(frozen=True)

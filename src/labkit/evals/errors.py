@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from .. import likelihood
+from ..likelihood import ContextTruncatedWarning  # the shared scorer warns with it
+
 __all__ = [
     "ContextTooLongError",
     "ContextTruncatedWarning",
@@ -52,9 +55,5 @@ class NonFiniteScoreError(EvalError):
     """The model gave NaN or infinite log-likelihoods; such records are never cached."""
 
 
-class ContextTooLongError(EvalError):
+class ContextTooLongError(EvalError, likelihood.ContextTooLongError):
     """A request that cannot fit the model window even after truncation."""
-
-
-class ContextTruncatedWarning(UserWarning):
-    """Tokens were cut from the left of a context to fit the model window (never silent)."""

@@ -13,7 +13,26 @@ Submodules are imported lazily so ``import labkit.moe`` stays cheap.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the lazy exports, visible to type checkers
+    from .accounting import activated_parameters, llama_breakdown
+    from .backends import BackendUnavailableError, set_backend
+    from .block import MoEBlock, RoutingStats
+    from .construct import METHODS, moe_blocks, moefy, record_routing, set_policy
+    from .distill import DistillConfig, distill_layers
+    from .errors import (
+        CheckpointMismatchError,
+        MoEError,
+        TokenBudgetError,
+        UnknownMethodError,
+        UnknownPolicyError,
+        UnsupportedModelError,
+    )
+    from .io import export_mixtral, load_moe, save_moe
+    from .pipeline import ConversionConfig, convert, load_or_convert
+    from .policies import AllExperts, Policy, SwitchK, TopK, TopP, parse_policy
+    from .routing_search import search_policies
 
 _EXPORTS = {
     "MoEBlock": "block",
@@ -50,7 +69,40 @@ _EXPORTS = {
     "ConversionConfig": "pipeline",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [  # the keys of _EXPORTS (a literal, so that linters see the re-exports)
+    "AllExperts",
+    "BackendUnavailableError",
+    "CheckpointMismatchError",
+    "ConversionConfig",
+    "DistillConfig",
+    "METHODS",
+    "MoEBlock",
+    "MoEError",
+    "Policy",
+    "RoutingStats",
+    "SwitchK",
+    "TokenBudgetError",
+    "TopK",
+    "TopP",
+    "UnknownMethodError",
+    "UnknownPolicyError",
+    "UnsupportedModelError",
+    "activated_parameters",
+    "convert",
+    "distill_layers",
+    "export_mixtral",
+    "llama_breakdown",
+    "load_moe",
+    "load_or_convert",
+    "moe_blocks",
+    "moefy",
+    "parse_policy",
+    "record_routing",
+    "save_moe",
+    "search_policies",
+    "set_backend",
+    "set_policy",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,12 +13,14 @@ down weights of one neuron. Tied embeddings are counted once.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from torch import nn
 
 from ..anatomy import llama_parameter_counts
 from .block import MoEBlock
 from .construct import decoder_layers
+from .hf import child
 
 __all__ = [
     "ActivatedParameters",
@@ -109,13 +111,13 @@ def activated_parameters(model: nn.Module, *, use_stats: bool = True) -> Activat
     """
     layers = decoder_layers(model)
     all_params = _unique_params(model)
-    per_layer = []
+    per_layer: list[dict[str, Any]] = []
     moe_stored = 0
     ffn_dense_total = 0
     activated_ffn = 0.0
     measured = True
     for i, layer in enumerate(layers):
-        mlp = layer.mlp
+        mlp = child(layer, "mlp")
         if isinstance(mlp, MoEBlock):
             d = mlp.hidden_size
             sizes = mlp.expert_sizes.float().cpu()

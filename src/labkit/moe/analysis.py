@@ -17,6 +17,7 @@ import torch
 from ..config import Profile, get_profile
 from .block import MoEBlock
 from .construct import decoder_layers
+from .hf import child
 
 __all__ = ["capture_mlp_inputs", "compare_dense_moe", "expert_concentration"]
 
@@ -34,9 +35,9 @@ def capture_mlp_inputs(
         def hook(_m, args, i=i):
             found[i] = args[0].detach().reshape(-1, args[0].shape[-1]).float().cpu()
 
-        hooks.append(all_layers[i].mlp.register_forward_pre_hook(hook))
+        hooks.append(child(all_layers[i], "mlp").register_forward_pre_hook(hook))
     try:
-        model.model(input_ids=ids.to(next(model.parameters()).device), use_cache=False)
+        child(model, "model")(input_ids=ids.to(next(model.parameters()).device), use_cache=False)
     finally:
         for h in hooks:
             h.remove()

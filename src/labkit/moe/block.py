@@ -34,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .backends import resolve
+from .hf import SwiGLU
 from .policies import WEIGHTINGS, AllExperts, Policy, parse_policy, routing_weights
 
 __all__ = ["MoEBlock", "RoutingStats"]
@@ -87,6 +88,11 @@ class MoEBlock(nn.Module):
     (:class:`RoutingStats`), ``last_logits`` (router logits of the last call when ``keep_logits``).
     """
 
+    # buffers (registered in __init__; declared for type checkers)
+    expert_sizes: torch.Tensor
+    neuron_index: torch.Tensor
+    shared_index: torch.Tensor
+
     def __init__(
         self,
         hidden_size: int,
@@ -127,7 +133,7 @@ class MoEBlock(nn.Module):
 
     @classmethod
     def from_dense(
-        cls, mlp: nn.Module, groups: list[torch.Tensor], shared: torch.Tensor | None = None
+        cls, mlp: SwiGLU, groups: list[torch.Tensor], shared: torch.Tensor | None = None
     ) -> MoEBlock:
         """Slice a dense ``LlamaMLP`` into experts; ``groups[i]`` are the neuron indices of expert ``i``,
         ``shared`` those of the always-on shared expert (none by default)."""
@@ -138,7 +144,7 @@ class MoEBlock(nn.Module):
         block = cls(d, sizes, mlp.act_fn, dtype=wg.dtype, device=wg.device, shared_size=s)
         m = block.expert_dim
         with torch.no_grad():
-            if s:
+            if s and shared is not None:
                 idx = shared.to(wg.device)
                 block.shared_w1.copy_(torch.cat([wg[idx], wu[idx]]).t())
                 block.shared_w2.copy_(wd[:, idx].t())

@@ -13,18 +13,24 @@ bfloat16 is stored as its raw 16 bits (``uint16``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..paths import atomic_write_text
-from ..storage import StorageError, remove_stale_temporaries, require_space, storage_error, temporary_path
+from ..storage import StorageError, atomic_file, remove_stale_temporaries, require_space, storage_error
 from .construct import decoder_layers
+from .hf import child
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = ["ActivationStore", "capture_activations"]
 
@@ -98,7 +104,7 @@ class ActivationStore:
 def _write_rows(target: tuple[int, int, Path], arr: np.ndarray, pos: int) -> None:
     """Write ``arr``'s bytes at row offset ``pos`` (bytes) after the ``.npy`` header of ``target``."""
     fd, header, path = target
-    view = memoryview(np.ascontiguousarray(arr)).cast("B")
+    view = np.ascontiguousarray(arr).data.cast("B")
     done = 0
     try:
         while done < len(view):  # pwrite may write less than asked
@@ -108,7 +114,7 @@ def _write_rows(target: tuple[int, int, Path], arr: np.ndarray, pos: int) -> Non
 
 
 def capture_activations(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     blocks: torch.Tensor,
     folder: str | os.PathLike,
     *,
@@ -136,62 +142,55 @@ def capture_activations(
     remove_stale_temporaries(folder)  # leftovers of a killed capture (never a running one's)
     layers = decoder_layers(model)
     n_tok = blocks.numel()
-    d = model.config.hidden_size
+    d = int(model.config.hidden_size)
     row_bytes = d * np.dtype(ndt).itemsize
     prefixes = ("x", "y") if outputs else ("x",)
     require_space(folder, n_tok * row_bytes * len(layers) * len(prefixes), "the activation capture")
     files: dict[str, tuple[int, int, Path]] = {}  # key -> (file descriptor, header bytes, temporary)
-    try:
+    # every file is an atomic_file: renamed when the whole capture succeeded, removed otherwise;
+    # each descriptor is closed (a callback entered after its file's context) before the rename
+    with contextlib.ExitStack() as renames:
         for i in range(len(layers)):
             for prefix in prefixes:
-                tmp = temporary_path(folder / f"{prefix}_{i:03d}.npy", ".npy")
+                target = folder / f"{prefix}_{i:03d}.npy"
+                tmp = renames.enter_context(atomic_file(target, ".npy", what="write captured activations to"))
                 try:
                     mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=ndt, shape=(n_tok, d))
                 except OSError as err:
                     raise storage_error(err, tmp, "create") from None
                 header = int(mm.offset)
                 del mm
-                files[f"{prefix}{i}"] = (os.open(tmp, os.O_WRONLY), header, tmp)
-    except BaseException:
-        for fd, _, tmp in files.values():
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-        raise
-    offset = [0]
+                fd = os.open(tmp, os.O_WRONLY)
+                renames.callback(os.close, fd)
+                files[f"{prefix}{i}"] = (fd, header, tmp)
+        offset = [0]
 
-    def to_np(t: torch.Tensor) -> np.ndarray:
-        t = t.detach().reshape(-1, d).to("cpu", tdt)
-        return t.view(torch.int16).numpy().view(np.uint16) if tdt == torch.bfloat16 else t.numpy()
+        def to_np(t: torch.Tensor) -> np.ndarray:
+            t = t.detach().reshape(-1, d).to("cpu", tdt)
+            return t.view(torch.int16).numpy().view(np.uint16) if tdt == torch.bfloat16 else t.numpy()
 
-    hooks = []
-    for i, layer in enumerate(layers):
+        hooks = []
+        for i, layer in enumerate(layers):
 
-        def hook(_mod, args, out, i=i):
-            x = args[0]
-            _write_rows(files[f"x{i}"], to_np(x), offset[0] * row_bytes)
-            if outputs:
-                _write_rows(files[f"y{i}"], to_np(out), offset[0] * row_bytes)
+            def hook(_mod, args, out, i=i):
+                x = args[0]
+                _write_rows(files[f"x{i}"], to_np(x), offset[0] * row_bytes)
+                if outputs:
+                    _write_rows(files[f"y{i}"], to_np(out), offset[0] * row_bytes)
 
-        hooks.append(layer.mlp.register_forward_hook(hook))
-    dev = next(model.parameters()).device
-    try:
-        with torch.no_grad():
-            for start in tqdm(range(0, blocks.shape[0], batch_size), desc="capture", disable=not progress):
-                ids = blocks[start : start + batch_size]
-                model.model(input_ids=ids.to(dev), use_cache=False)
-                offset[0] += ids.numel()
-    except BaseException:
-        for _, _, tmp in files.values():
-            tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        for h in hooks:
-            h.remove()
-        for fd, _, _ in files.values():
-            os.close(fd)
-    for key, (_, _, tmp) in files.items():
-        prefix, i = key[0], int(key[1:])
-        os.replace(tmp, folder / f"{prefix}_{i:03d}.npy")
+            hooks.append(child(layer, "mlp").register_forward_hook(hook))
+        dev = next(model.parameters()).device
+        try:
+            with torch.no_grad():
+                for start in tqdm(
+                    range(0, blocks.shape[0], batch_size), desc="capture", disable=not progress
+                ):
+                    ids = blocks[start : start + batch_size]
+                    model.model(input_ids=ids.to(dev), use_cache=False)
+                    offset[0] += ids.numel()
+        finally:
+            for h in hooks:
+                h.remove()
     meta = {
         "num_layers": len(layers),
         "num_tokens": n_tok,

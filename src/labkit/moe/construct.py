@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -37,7 +38,11 @@ from torch import nn
 
 from .block import MoEBlock
 from .errors import MoEError, UnknownMethodError, UnsupportedModelError
+from .hf import SwiGLU, child, is_swiglu
 from .policies import Policy, parse_policy
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "METHODS",
@@ -78,21 +83,23 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 
 def moe_blocks(model: nn.Module) -> list[MoEBlock]:
     """The :class:`MoEBlock` of every layer (raises if the model was not moefied)."""
-    blocks = [layer.mlp for layer in decoder_layers(model)]
-    if not all(isinstance(b, MoEBlock) for b in blocks):
+    mlps = [child(layer, "mlp") for layer in decoder_layers(model)]
+    blocks = [b for b in mlps if isinstance(b, MoEBlock)]
+    if len(blocks) != len(mlps):
         raise UnsupportedModelError("the model has dense MLPs; call labkit.moe.moefy(model, ...) first")
     return blocks
 
 
-def _check_mlp(mlp: nn.Module, layer: int) -> None:
+def _check_mlp(mlp: object, layer: int) -> SwiGLU:
     names = ("gate_proj", "up_proj", "down_proj")
-    if not all(isinstance(getattr(mlp, n, None), nn.Linear) for n in names) or not hasattr(mlp, "act_fn"):
+    if not is_swiglu(mlp):
         raise UnsupportedModelError(
             f"layer {layer}: {type(mlp).__name__} is not a LLaMA-style SwiGLU MLP "
             "(needs Linear gate_proj/up_proj/down_proj and act_fn)"
         )
     if any(getattr(mlp, n).bias is not None for n in names):
         raise UnsupportedModelError(f"layer {layer}: MLP biases (mlp_bias=True) are not supported")
+    return mlp
 
 
 # --------------------------------------------------------------------------- clustering
@@ -180,7 +187,7 @@ def _balanced_assign(sim: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     return assign
 
 
-def _coactivation_features(mlp: nn.Module, hidden: torch.Tensor, top_frac: float = 0.25) -> torch.Tensor:
+def _coactivation_features(mlp: SwiGLU, hidden: torch.Tensor, top_frac: float = 0.25) -> torch.Tensor:
     """Binary firing pattern ``[f, T]`` of each neuron over calibration inputs ``hidden`` ``[T, d]``."""
     with torch.no_grad():
         h = (mlp.act_fn(mlp.gate_proj(hidden)) * mlp.up_proj(hidden)).abs().float()  # [T, f]
@@ -190,7 +197,7 @@ def _coactivation_features(mlp: nn.Module, hidden: torch.Tensor, top_frac: float
     return fires.t() - fires.t().mean(-1, keepdim=True)
 
 
-def neuron_contributions(mlp: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+def neuron_contributions(mlp: SwiGLU, hidden: torch.Tensor) -> torch.Tensor:
     """``|SiLU(g_j)·u_j| · ‖W_d[:, j]‖`` ``[T, f]``: how much neuron j adds to each token's output."""
     with torch.no_grad():
         x = hidden.to(mlp.gate_proj.weight.dtype)
@@ -199,7 +206,7 @@ def neuron_contributions(mlp: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def neuron_groups(
-    mlp: nn.Module,
+    mlp: SwiGLU,
     num_experts: int,
     method: str,
     *,
@@ -233,7 +240,7 @@ def neuron_groups(
     return [pool[g].sort().values for g in groups]
 
 
-def shared_neurons(mlp: nn.Module, hidden: torch.Tensor, size: int) -> torch.Tensor:
+def shared_neurons(mlp: SwiGLU, hidden: torch.Tensor, size: int) -> torch.Tensor:
     """The ``size`` neurons with the largest mean contribution on calibration inputs (sorted ids)."""
     mean = neuron_contributions(mlp, hidden).mean(0).cpu()
     return mean.topk(size).indices.sort().values
@@ -269,14 +276,14 @@ def _calibration_hidden(
         def hook(_mod, args, i=i):
             captured[i] = args[0].detach().reshape(-1, args[0].shape[-1])[:max_tokens]
 
-        hooks.append(layer.mlp.register_forward_pre_hook(hook))
+        hooks.append(child(layer, "mlp").register_forward_pre_hook(hook))
     try:
         ids = torch.as_tensor(calibration)
         if ids.dim() == 1:
             ids = ids.unsqueeze(0)
         dev = next(model.parameters()).device
         with torch.no_grad():
-            model.model(input_ids=ids.to(dev))
+            child(model, "model")(input_ids=ids.to(dev))
     finally:
         for h in hooks:
             h.remove()
@@ -284,14 +291,14 @@ def _calibration_hidden(
 
 
 def moefy(
-    model: nn.Module,
+    model: PreTrainedModel,
     *,
     num_experts: int,
     method: str = "contiguous",
     calibration: torch.Tensor | None = None,
     seed: int = 0,
     shared_fraction: float = 0.0,
-) -> nn.Module:
+) -> PreTrainedModel:
     """Replace every ``LlamaMLP`` of ``model`` (in place) by an :class:`MoEBlock` and return the model.
 
     Parameters
@@ -324,11 +331,12 @@ def moefy(
     if method not in METHODS:
         raise UnknownMethodError(f"method={method!r} is unknown; choose one of {METHODS}")
     layers = decoder_layers(model)
+    dense: list[SwiGLU] = []
     for i, layer in enumerate(layers):
         if isinstance(layer.mlp, MoEBlock):
             raise MoEError(f"layer {i} is already an MoE block; moefy a fresh dense model")
-        _check_mlp(layer.mlp, i)
-    f = layers[0].mlp.gate_proj.weight.shape[0]
+        dense.append(_check_mlp(layer.mlp, i))
+    f = dense[0].gate_proj.weight.shape[0]
     sf = shared_fraction
     if not (isinstance(sf, (int, float)) and not isinstance(sf, bool) and 0 <= sf < 1):
         raise MoEError(f"shared_fraction={sf!r} must be a number in [0, 1)")
@@ -348,16 +356,16 @@ def moefy(
     with _one_thread():  # thousands of small slicing/clustering ops
         for i, layer in enumerate(layers):
             h = None if hidden is None else hidden[i]
-            shared = shared_neurons(layer.mlp, h, n_shared) if n_shared else None
+            shared = shared_neurons(dense[i], h, n_shared) if n_shared and h is not None else None
             rest = None
             if shared is not None:
                 keep = torch.ones(f, dtype=torch.bool)
                 keep[shared] = False
                 rest = keep.nonzero().flatten()
-            groups = neuron_groups(layer.mlp, num_experts, method, hidden=h, seed=seed + i, neurons=rest)
-            layer.mlp = MoEBlock.from_dense(layer.mlp, groups, shared=shared)
+            groups = neuron_groups(dense[i], num_experts, method, hidden=h, seed=seed + i, neurons=rest)
+            layer.mlp = block = MoEBlock.from_dense(dense[i], groups, shared=shared)
             if h is not None:
-                fit_router(layer.mlp, h)
+                fit_router(block, h)
     model.config.labkit_moe = {
         "num_experts": num_experts,
         "method": method,

@@ -31,7 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from . import kernels as _kernels
-from .policies import TopK, routing_weights
+from .policies import Policy, TopK, routing_weights
 
 __all__ = ["CpuBackend"]
 
@@ -47,13 +47,14 @@ class _State:
 
     def __init__(self, num_experts: int) -> None:
         self.fused_calls = 0
-        self.views: tuple | None = None
+        empty = torch.empty(0)  # placeholders until _weight_views builds them (views_key None)
+        self.views: tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool] = (empty, empty, empty, False)
         self.views_key: tuple | None = None
-        self.fused_weights: tuple | None = None
+        self.fused_weights: tuple[torch.Tensor, torch.Tensor] = (empty, empty)
         self.fused_prefill = False
         self.plans: dict = {}
         self.kplans: dict = {}
-        self.rule_step = None
+        self.rule_step: _kernels.RuleDecode | None = None
         self.pack: _kernels.PackedExperts | None = None
         self.pack_key: tuple | None = None
         self.all_ids = list(range(num_experts))
@@ -228,21 +229,21 @@ def _grouped_pairs(block, x, tok, counts, gw) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- decode
-def _decode(block, st: _State, x: torch.Tensor, pol) -> torch.Tensor:
+def _decode(block, st: _State, x: torch.Tensor, pol: Policy) -> torch.Tensor:
     """One token (``x.numel() == d``): only the chosen experts' slices are read. Kept lean: a decode
     step's FFN is tens of microseconds on a CPU, so every extra tensor call shows."""
     wr, w1_rows, w2_rows, fusable = _weight_views(block, st)
     kern = None
     if fusable and block.use_kernels and x.dtype == torch.float32 and _silu(block):
         kern = _kernels.get()
-        rule = None
         if kern is not None and not (block.record_stats or block.keep_logits):
             rule = pol.kernel_rule(block.num_experts)
-        if rule is not None:  # routing and experts in one kernel call
-            st.fused_calls += 1
-            if st.rule_step is None:
-                st.rule_step = kern.rule_decoder(wr, *st.fused_weights)
-            return st.rule_step(x.contiguous(), *rule, block.weighting == "softmax")
+            if rule is not None:  # routing and experts in one kernel call
+                st.fused_calls += 1
+                step = st.rule_step
+                if step is None:
+                    step = st.rule_step = kern.rule_decoder(wr, *st.fused_weights)
+                return step(x.contiguous(), *rule, block.weighting == "softmax")
     xv = x.reshape(-1)
     n = block.num_experts
     w = None
@@ -362,6 +363,7 @@ def _decode_runs(block, xv, idx: list[int], w) -> torch.Tensor:
         w2r = w2[a:b].reshape(-1, d).t()
         y = torch.mv(w2r, part) if y is None else y.addmv_(w2r, part)
         off += b - a
+    assert y is not None, "no expert chosen"  # the caller returns zeros for an empty selection
     return y
 
 

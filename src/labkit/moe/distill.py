@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from ..paths import atomic_write_text
-from ..storage import quarantine, remove_stale_temporaries, sha256_file, storage_error, temporary_path
+from ..storage import atomic_file, quarantine, remove_stale_temporaries, sha256_file, storage_error
 from .block import WEIGHT_LAYOUT, MoEBlock
 from .capture import ActivationStore
 from .construct import fit_router, moe_blocks
@@ -284,13 +284,8 @@ def distill_layers(
         block.to(dtype)
         seconds = time.perf_counter() - t0
         state = {k: v.detach().contiguous().cpu() for k, v in block.state_dict().items()}
-        tmp = temporary_path(wpath)
-        try:
+        with atomic_file(wpath, what="write the layer checkpoint") as tmp:
             save_file(state, str(tmp))
-            os.replace(tmp, wpath)
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            raise storage_error(err, wpath, "write the layer checkpoint") from None
         meta = {
             "layer": i,
             "config_key": key,

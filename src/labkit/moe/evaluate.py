@@ -2,8 +2,11 @@
 
 Perplexity is ``exp(mean token NLL)`` over all next-token predictions inside the blocks.
 Multiple-choice items are scored by the summed log-probability of each continuation given the
-context (all continuations have the same length, so no length normalisation is needed).
-Latency is wall-clock (``time.perf_counter``; CUDA synchronised), median of repeats after a warm-up.
+context (all continuations have the same length, so no length normalisation is needed), through
+:func:`labkit.likelihood.loglikelihood_tokens`, the scorer Part II uses.
+Latency is measured with :mod:`torch.utils.benchmark` (``Timer.blocked_autorange``: a warm-up
+call, then blocks of calls for at least :data:`MIN_RUN_S`; accelerators synchronised), median of
+repeats after a warm-up.
 """
 
 from __future__ import annotations
@@ -11,15 +14,22 @@ from __future__ import annotations
 import inspect
 import math
 import statistics
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch.nn import functional as F
+from torch.utils import benchmark
 
+from ..likelihood import loglikelihood_tokens
 from .data import ChoiceItem
 
-__all__ = ["latency", "latency_side_by_side", "mc_accuracy", "perplexity"]
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+__all__ = ["MIN_RUN_S", "latency", "latency_side_by_side", "mc_accuracy", "perplexity"]
+
+MIN_RUN_S = 0.05  # seconds each latency measurement runs for at least (blocked_autorange)
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -28,7 +38,7 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 @torch.no_grad()
 def perplexity(
-    model: torch.nn.Module, blocks: torch.Tensor, *, batch_size: int = 4, head_chunk: int = 1024
+    model: PreTrainedModel, blocks: torch.Tensor, *, batch_size: int = 4, head_chunk: int = 1024
 ) -> float:
     """Perplexity of ``model`` on token blocks ``[B, L]`` (every position after the first is scored).
 
@@ -57,67 +67,73 @@ def perplexity(
 
 @torch.no_grad()
 def mc_accuracy(model: torch.nn.Module, items: Sequence[ChoiceItem], *, batch_size: int = 16) -> float:
-    """Fraction of items whose true continuation gets the highest log-probability."""
-    dev = _device(model)
-    rows, owners = [], []
-    for j, it in enumerate(items):
-        for c in it.choices:
-            rows.append(torch.cat([it.context, c]))
-            owners.append(j)
-    ctx = items[0].context.numel()
-    scores = []
-    for s in range(0, len(rows), batch_size):
-        ids = torch.stack(rows[s : s + batch_size]).to(dev)
-        logp = model(input_ids=ids, use_cache=False).logits[:, ctx - 1 : -1].float().log_softmax(-1)
-        scores.append(logp.gather(-1, ids[:, ctx:, None]).squeeze(-1).sum(-1).cpu())
-    score = torch.cat(scores).view(len(items), -1)
+    """Fraction of items whose true continuation gets the highest log-probability.
+
+    Scored by :func:`labkit.likelihood.loglikelihood_tokens`: each item's context runs once with
+    its choices packed after it, ``batch_size`` items per forward pass.
+    """
+    requests = [(it.context.tolist(), c.tolist()) for it in items for c in it.choices]
+    lls = loglikelihood_tokens(model, requests, batch_size=batch_size)
+    score = torch.tensor([ll for ll, _ in lls]).view(len(items), -1)
     pred = score.argmax(-1)
     answers = torch.tensor([it.answer for it in items])
     return float((pred == answers).float().mean())
 
 
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
+class _Bench:
+    """Latency measurements of one model: ``prefill()`` (s) and ``decode()`` (s per token), each
+    one ``Timer.blocked_autorange``; ``warm_up()`` runs both workloads once, untimed."""
 
+    def __init__(
+        self, model: PreTrainedModel, prefill_tokens: int, decode_tokens: int, vocab: int, seed: int
+    ) -> None:
+        self.model, self.decode_tokens = model, decode_tokens
+        gen = torch.Generator().manual_seed(seed)
+        self.ids = torch.randint(vocab, (1, prefill_tokens), generator=gen).to(_device(model))
+        self.prompt = self.ids[:, :32]
+        # transformers ≥ 5.2x names the KV cache ``cache`` (``past_key_values`` is deprecated)
+        new_api = "cache" in inspect.signature(model.forward).parameters
+        self.kwarg = "cache" if new_api else "past_key_values"
+        self.threads = torch.get_num_threads()
 
-def _timers(model: torch.nn.Module, prefill_tokens: int, decode_tokens: int, vocab: int | None, seed: int):
-    """``(prefill, decode)``: functions timing one prefill (s) and one decode step (s per token)."""
-    dev = _device(model)
-    vocab = vocab or model.config.vocab_size
-    gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(vocab, (1, prefill_tokens), generator=gen).to(dev)
-    prompt = ids[:, :32]
+    def _prefill_once(self) -> None:
+        self.model(input_ids=self.ids, use_cache=False)
 
-    def prefill() -> float:
-        _sync(dev)
-        t = time.perf_counter()
-        model(input_ids=ids, use_cache=False)
-        _sync(dev)
-        return time.perf_counter() - t
+    def _decoder(self) -> Callable[[], None]:
+        """A function running the greedy decode steps after the prompt: the prompt runs now
+        (untimed) and each call first crops the KV cache back to it."""
+        out = self.model(input_ids=self.prompt, use_cache=True)
+        cache, first, n = getattr(out, self.kwarg), out.logits[:, -1:].argmax(-1), self.prompt.shape[1]
 
-    # transformers ≥ 5.2x names the KV cache ``cache`` (``past_key_values`` is deprecated)
-    new_api = "cache" in inspect.signature(model.forward).parameters
-    kwarg = "cache" if new_api else "past_key_values"
+        def steps() -> None:
+            extra = cache.get_seq_length() - n
+            if extra:
+                cache.crop(-extra)  # negative: tokens to remove (transformers ≥ 5.2x refuses a length)
+            nxt = first
+            for _ in range(self.decode_tokens):
+                nxt = (
+                    self.model(input_ids=nxt, use_cache=True, **{self.kwarg: cache}).logits[:, -1:].argmax(-1)
+                )
 
-    def decode() -> float:
-        out = model(input_ids=prompt, use_cache=True)
-        cache = getattr(out, kwarg)
-        nxt = out.logits[:, -1:].argmax(-1)
-        _sync(dev)
-        t = time.perf_counter()
-        for _ in range(decode_tokens):
-            out = model(input_ids=nxt, use_cache=True, **{kwarg: cache})
-            cache = getattr(out, kwarg)
-            nxt = out.logits[:, -1:].argmax(-1)
-        _sync(dev)
-        return (time.perf_counter() - t) / decode_tokens
+        return steps
 
-    return prefill, decode
+    def _median(self, fn: Callable[[], None]) -> float:
+        timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=self.threads)
+        return float(timer.blocked_autorange(min_run_time=MIN_RUN_S).median)
+
+    def warm_up(self) -> None:
+        self._prefill_once()
+        self._decoder()()
+
+    def prefill(self) -> float:
+        return self._median(self._prefill_once)
+
+    def decode(self) -> float:
+        return self._median(self._decoder()) / self.decode_tokens
 
 
 def latency(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     *,
     prefill_tokens: int = 256,
     decode_tokens: int = 16,
@@ -127,9 +143,9 @@ def latency(
 ) -> dict[str, float]:
     """Median prefill time (s for ``prefill_tokens``) and decode time per token (s) with a KV cache.
 
-    Decode: after a 32-token prompt, ``decode_tokens`` greedy single-token steps reuse the cache.
-    To compare models, use :func:`latency_side_by_side` (interleaved, so drifts in machine speed
-    hit every model alike).
+    Decode: after a 32-token prompt, ``decode_tokens`` greedy single-token steps reuse the cache
+    (cropped back to the prompt before each timed run). To compare models, use
+    :func:`latency_side_by_side` (interleaved, so drifts in machine speed hit every model alike).
     """
     return latency_side_by_side(
         {"model": model},
@@ -143,7 +159,7 @@ def latency(
 
 @torch.no_grad()
 def latency_side_by_side(
-    models: dict[str, torch.nn.Module],
+    models: dict[str, PreTrainedModel],
     *,
     prefill_tokens: int = 256,
     decode_tokens: int = 16,
@@ -154,23 +170,24 @@ def latency_side_by_side(
     """:func:`latency` of several models measured round-robin: each repeat times every model's
     prefill, then every model's decode, so a slow phase of a shared or throttled machine falls on
     all of them. Same token ids for every model (``vocab``: the first model's unless given).
-    Returns ``{name: {"prefill_s", "decode_s_per_token"}}``, medians over ``repeats``.
+    Each measurement is one ``Timer.blocked_autorange`` (:mod:`torch.utils.benchmark`, at least
+    :data:`MIN_RUN_S` seconds, the model's thread count). Returns
+    ``{name: {"prefill_s", "decode_s_per_token"}}``, medians over ``repeats``.
     """
     if not models:
         raise ValueError("latency_side_by_side needs at least one model")
     if repeats < 1:
         raise ValueError(f"repeats={repeats} must be >= 1")
-    vocab = vocab or next(iter(models.values())).config.vocab_size
-    timers = {name: _timers(m, prefill_tokens, decode_tokens, vocab, seed) for name, m in models.items()}
-    for prefill, decode in timers.values():  # warm-up: kernels built, caches and plans filled
-        prefill()
-        decode()
+    vocab = vocab or int(next(iter(models.values())).config.vocab_size)
+    benches = {name: _Bench(m, prefill_tokens, decode_tokens, vocab, seed) for name, m in models.items()}
+    for bench in benches.values():  # warm-up: kernels built, caches and plans filled
+        bench.warm_up()
     samples: dict[str, dict[str, list[float]]] = {
         n: {"prefill_s": [], "decode_s_per_token": []} for n in models
     }
     for _ in range(repeats):
-        for name, (prefill, _decode) in timers.items():
-            samples[name]["prefill_s"].append(prefill())
-        for name, (_prefill, decode) in timers.items():
-            samples[name]["decode_s_per_token"].append(decode())
+        for name, bench in benches.items():
+            samples[name]["prefill_s"].append(bench.prefill())
+        for name, bench in benches.items():
+            samples[name]["decode_s_per_token"].append(bench.decode())
     return {n: {k: statistics.median(v) for k, v in per.items()} for n, per in samples.items()}

@@ -17,12 +17,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch.nn import functional as F
 
 from .construct import moe_blocks
 from .errors import MoEError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = ["FinetuneResult", "end_to_end", "kl_to_teacher"]
 
@@ -51,7 +55,7 @@ def _kl(student_hidden, teacher_hidden, head, chunk: int = 1024) -> torch.Tensor
 
 @torch.no_grad()
 def kl_to_teacher(
-    model: torch.nn.Module, teacher: torch.nn.Module, blocks: torch.Tensor, *, batch_size: int = 4
+    model: PreTrainedModel, teacher: PreTrainedModel, blocks: torch.Tensor, *, batch_size: int = 4
 ) -> float:
     """Mean KL(teacher ‖ model) per token (nats) over token ``blocks`` ``[B, L]``."""
     dev = next(model.parameters()).device
@@ -69,8 +73,8 @@ def kl_to_teacher(
 
 
 def end_to_end(
-    model: torch.nn.Module,
-    teacher: torch.nn.Module,
+    model: PreTrainedModel,
+    teacher: PreTrainedModel,
     blocks: torch.Tensor,
     *,
     lr: float = 1e-4,

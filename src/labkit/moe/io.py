@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, load_model, save_file
@@ -31,7 +32,11 @@ from ..storage import MANIFEST, check_output_dir, replace_dir, verify_manifest, 
 from .block import MoEBlock
 from .construct import decoder_layers, moe_blocks
 from .errors import CheckpointMismatchError, MoEError
+from .hf import child
 from .policies import TopK, parse_policy
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = ["export_mixtral", "load_moe", "save_moe"]
 
@@ -40,7 +45,7 @@ _READABLE = (FORMAT, "labkit-moe/1")
 
 
 def save_moe(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     folder: str | os.PathLike,
     tokenizer=None,
     *,
@@ -135,15 +140,16 @@ def load_moe(
                 f"{folder}: config has {len(layers)} layers, labkit_moe.json {len(meta['layers'])}"
             )
         for layer, lm in zip(layers, meta["layers"], strict=True):
-            layer.mlp = MoEBlock(
+            block = MoEBlock(
                 config.hidden_size,
                 lm["expert_sizes"],
-                layer.mlp.act_fn,
+                child(child(layer, "mlp"), "act_fn"),
                 dtype=stored,
                 shared_size=int(lm.get("shared_size", 0)),
             )
-            layer.mlp.policy = parse_policy(lm["policy"])
-            layer.mlp.set_weighting(lm.get("weighting", "unit"))
+            block.policy = parse_policy(lm["policy"])
+            block.set_weighting(lm.get("weighting", "unit"))
+            layer.mlp = block
     model = model.to_empty(device=target)
     try:
         if meta["format"] == FORMAT:
@@ -195,7 +201,7 @@ def _stored_dtype(path: Path) -> torch.dtype:
     return torch.float32
 
 
-def export_mixtral(model: torch.nn.Module, folder: str | os.PathLike, tokenizer=None) -> Path:
+def export_mixtral(model: PreTrainedModel, folder: str | os.PathLike, tokenizer=None) -> Path:
     """Write a ``MixtralForCausalLM`` checkpoint equivalent to ``model`` under its uniform top-k policy.
 
     Raises
@@ -209,11 +215,12 @@ def export_mixtral(model: torch.nn.Module, folder: str | os.PathLike, tokenizer=
     check_output_dir(folder, label="Mixtral export folder")
     blocks = moe_blocks(model)
     pols = {b.policy for b in blocks}
-    if len(pols) != 1 or not isinstance(next(iter(pols)), TopK):
+    pol = next(iter(pols))
+    if len(pols) != 1 or not isinstance(pol, TopK):
         raise MoEError(
             f"Mixtral export needs one top-k policy in every layer, got {sorted(p.spec() for p in pols)}"
         )
-    k = next(iter(pols)).k
+    k = pol.k
     n = blocks[0].num_experts
     if any(b.num_experts != n or len(set(b.expert_sizes.tolist())) != 1 for b in blocks):
         raise MoEError("Mixtral export needs the same number of equal-size experts in every layer")
@@ -223,6 +230,8 @@ def export_mixtral(model: torch.nn.Module, folder: str | os.PathLike, tokenizer=
             "to export, or save with labkit.moe.save_moe"
         )
     c = model.config
+    if getattr(c, "attention_bias", False):  # Mixtral's attention projections have no biases
+        raise MoEError("Mixtral export does not support attention biases")
     mcfg = MixtralConfig(
         vocab_size=c.vocab_size,
         hidden_size=c.hidden_size,
@@ -243,10 +252,7 @@ def export_mixtral(model: torch.nn.Module, folder: str | os.PathLike, tokenizer=
         bos_token_id=c.bos_token_id,
         eos_token_id=c.eos_token_id,
         pad_token_id=getattr(c, "pad_token_id", None),
-        attention_bias=getattr(c, "attention_bias", False),
     )
-    if getattr(c, "attention_bias", False):
-        raise MoEError("Mixtral export does not support attention biases")
     state = {}
     for key, val in model.state_dict().items():
         if ".mlp." in key:
@@ -257,7 +263,8 @@ def export_mixtral(model: torch.nn.Module, folder: str | os.PathLike, tokenizer=
         state[pre + "gate.weight"] = b.router.weight.detach()
         state[pre + "experts.gate_up_proj"] = b.w1.detach().transpose(1, 2).contiguous()  # [N, 2m, d]
         state[pre + "experts.down_proj"] = (b.w2.detach() * k).transpose(1, 2).contiguous()
-    mixtral = MixtralForCausalLM(mcfg).to(blocks[0].w1.dtype)
+    # transformers wraps PreTrainedModel.to in functools.wraps, and mypy then does not bind ``self``
+    mixtral = MixtralForCausalLM(mcfg).to(blocks[0].w1.dtype)  # type: ignore[arg-type]
     missing, unexpected = mixtral.load_state_dict(state, strict=False)
     missing = [m for m in missing if not m.endswith("lm_head.weight")]
     if missing or unexpected:

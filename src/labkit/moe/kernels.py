@@ -40,13 +40,15 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 import threading
 import warnings
 from pathlib import Path
+from typing import Protocol, cast
 
 import numpy as np
 import torch
+
+from ..storage import atomic_file
 
 __all__ = ["MoEKernels", "PackedExperts", "StalePackError", "dispatch", "get", "prefill_block"]
 
@@ -76,6 +78,16 @@ class StalePackError(RuntimeError):
     anything the kernel compares 128 evenly spaced elements of each of ``w1``, ``w2`` with those
     packed, bit for bit (a cheap check for edits that PyTorch's version counters miss,
     ``param.data.mul_(...)``; an edit of a few weights can pass it). Repack and call again."""
+
+
+class RuleDecode(Protocol):
+    """The one-token decoder of :meth:`MoEKernels.rule_decoder`; ``weights`` keeps its tensors alive."""
+
+    weights: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+    def __call__(
+        self, x: torch.Tensor, kind: int, lo: int, hi: int, tau: float, softmax: int
+    ) -> torch.Tensor: ...
 
 
 class MoEKernels:
@@ -166,7 +178,7 @@ class MoEKernels:
         ``softmax`` the mean-one renormalised softmax over the chosen experts."""
         return self.rule_decoder(router, w1, w2)(x, RULE_TOPK, k, k, 0.0, int(softmax))
 
-    def rule_decoder(self, router: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor):
+    def rule_decoder(self, router: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> RuleDecode:
         """One-token decode with the routing in the kernel, weights bound:
         ``f(x, kind, k_min, k_max, tau, softmax: int) -> y`` (``y`` has ``x``'s shape).
 
@@ -191,8 +203,9 @@ class MoEKernels:
                 _check(rc, "routed decode")
             return y
 
-        decode.weights = (router, w1, w2)
-        return decode
+        out = cast(RuleDecode, decode)  # a function takes attributes; mypy cannot type them on a def
+        out.weights = (router, w1, w2)
+        return out
 
     def prefill(
         self,
@@ -267,8 +280,8 @@ class MoEKernels:
         d = x.shape[-1]
         n, m = w2.shape[0], w2.shape[1]
         y = torch.empty_like(x)
-        ptrs = (x.data_ptr(), x.numel() // d, d, router.data_ptr(), w1.data_ptr(), w2.data_ptr())
-        ptrs += (None if packed is None else packed.handle,)
+        ptrs: tuple[int | None, ...] = (x.data_ptr(), x.numel() // d, d, router.data_ptr(), w1.data_ptr())
+        ptrs += (w2.data_ptr(), None if packed is None else packed.handle)
         rc = self.lib.lk_moe_prefill_topk(
             *ptrs, n, m, k, int(softmax), y.data_ptr(), block, chunk, threads or torch.get_num_threads()
         )
@@ -425,11 +438,15 @@ def _cpu_id() -> str:
     return info
 
 
+class _CompileError(RuntimeError):
+    """The compiler rejected one flag set (its command line and the end of its stderr)."""
+
+
 def _build(cc: str) -> Path:
     src = _SOURCE.read_bytes()
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    key = hashlib.sha256(src + version.encode() + _cpu_id().encode() + repr(_FLAG_SETS).encode())
-    key = key.hexdigest()[:16]
+    digest = hashlib.sha256(src + version.encode() + _cpu_id().encode() + repr(_FLAG_SETS).encode())
+    key = digest.hexdigest()[:16]
     from ..paths import cache_dir
 
     out_dir = cache_dir() / "kernels" / key
@@ -439,16 +456,16 @@ def _build(cc: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     errors = []
     for march in _FLAG_SETS:
-        with tempfile.NamedTemporaryFile(dir=out_dir, suffix=".so", delete=False) as tmp:
-            tmp_path = Path(tmp.name)
-        cmd = [cc, "-O3", *march, "-fopenmp", "-pthread", "-fPIC", "-shared", "-o", str(tmp_path)]
-        cmd += [str(_SOURCE), "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        if proc.returncode == 0:
-            os.replace(tmp_path, lib)
+        try:
+            with atomic_file(lib, ".so", what="write the compiled MoE kernels to") as tmp:
+                cmd = [cc, "-O3", *march, "-fopenmp", "-pthread", "-fPIC", "-shared", "-o", str(tmp)]
+                cmd += [str(_SOURCE), "-lm"]
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+                if proc.returncode != 0:  # leaves the block: the temporary is removed, lib untouched
+                    raise _CompileError(f"{' '.join(cmd)}\n{proc.stderr.strip()[-2000:]}")
             return lib
-        tmp_path.unlink(missing_ok=True)
-        errors.append(f"{' '.join(cmd)}\n{proc.stderr.strip()[-2000:]}")
+        except _CompileError as err:
+            errors.append(str(err))
     raise RuntimeError("compiling the MoE kernels failed:\n" + "\n".join(errors))
 
 
@@ -480,6 +497,7 @@ def _self_test(k: MoEKernels) -> None:
     packed = k.pack(w1, w2, rows=4, own=False) if k.has_prefill else None
     own = k.pack(w1, w2, rows=4, own=True) if k.has_prefill and k.has_own_layout else None
     if k.has_prefill:
+        cases: tuple[tuple[int, int, PackedExperts | None], ...]
         cases = ((1, 1, None), (7, 3, None), (64, 128, None), (7, 3, packed), (64, 128, packed))
         cases += ((7, 3, own), (64, 128, own)) if own is not None else ()
         for block, chunk, pk in cases:

@@ -22,10 +22,11 @@ import math
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
-from ..config import Profile, get_profile
+from ..config import ConversionSizes, Profile, get_profile
 from ..paths import atomic_write_text, cache_dir
 from ..storage import file_lock, quarantine, remove_stale_temporaries
 from .errors import CheckpointMismatchError, MoEError
@@ -36,65 +37,31 @@ VERSION = 3  # 2: MoE weight layout 2 (see labkit.moe.block.WEIGHT_LAYOUT); 3: s
 
 
 @dataclass(frozen=True)
-class ConversionConfig:
+class ConversionConfig(ConversionSizes):
     """Everything that determines a conversion's result (all fields enter the cache key).
+
+    The fields of :class:`labkit.config.ConversionSizes` (a profile's ``moe`` section: model,
+    num_experts, method, train_tokens, valid_tokens, seq_len, epochs, batch_tokens, lr,
+    target_reduction, front_evals, shared_fraction, sensitivity), and:
 
     Attributes
     ----------
-    model: zoo name, local folder or hub id of the dense LLaMA.
-    num_experts: experts per FFN.  method: ``contiguous`` / ``kmeans`` / ``coactivation``.
-    train_tokens: distillation budget (tokens of the ``train`` split).
-    valid_tokens: tokens of the ``valid`` split for stage 2 (never used for training).
-    seq_len: tokens per calibration block.  epochs, batch_tokens, lr, train_k: stage-1 settings.
-    target_reduction: activated-parameter reduction the stage-2 choice must reach (0.2 = 20 %).
-    front_evals: front points whose end-to-end validation perplexity is measured.
-    shared_fraction: FFN neurons in the always-on shared expert (0 = none).
-    sensitivity: stage 2 weighs layer errors by measured end-to-end sensitivity.
+    train_k: inclusive range ``(k_lo, k_hi)`` of experts per token in stage 1 (default ⌈N/2⌉..N-1).
     seed, device, dtype, store_dtype: randomness, placement, and the activation storage dtype.
     """
 
-    model: str = "smollm2-135m"
-    num_experts: int = 8
-    method: str = "kmeans"
-    train_tokens: int = 100_000
-    valid_tokens: int = 4096
-    seq_len: int = 512
-    epochs: int = 1
-    batch_tokens: int = 1024
-    lr: float = 1e-3
     train_k: tuple[int, int] | None = None
-    target_reduction: float = 0.2
-    front_evals: int = 3
-    shared_fraction: float = 0.0
-    sensitivity: bool = False
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
     store_dtype: str = "bfloat16"
 
     @classmethod
-    def from_profile(cls, profile: Profile | str | None = None, **overrides) -> ConversionConfig:
+    def from_profile(cls, profile: Profile | str | None = None, **overrides: Any) -> ConversionConfig:
         """The conversion config of a profile (``profile.moe`` sizes, device, dtype)."""
         p = profile if isinstance(profile, Profile) else get_profile(profile)
-        s = p.moe
-        cfg = cls(
-            model=s.model,
-            num_experts=s.num_experts,
-            method=s.method,
-            train_tokens=s.train_tokens,
-            valid_tokens=s.valid_tokens,
-            seq_len=s.seq_len,
-            epochs=s.epochs,
-            batch_tokens=s.batch_tokens,
-            lr=s.lr,
-            target_reduction=s.target_reduction,
-            front_evals=s.front_evals,
-            shared_fraction=s.shared_fraction,
-            sensitivity=s.sensitivity,
-            device=p.device,
-            dtype=p.dtype,
-        )
-        return replace(cfg, **overrides)
+        sizes = {f.name: getattr(p.moe, f.name) for f in fields(ConversionSizes)}
+        return replace(cls(**sizes, device=p.device, dtype=p.dtype), **overrides)
 
     def validate(self, model_config=None) -> None:
         """Check every field (and, given the dense model's config, the expert count and target).

@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ from .capture import ActivationStore
 from .construct import moe_blocks
 from .errors import MoEError
 from .policies import AllExperts, Policy, SwitchK, TopK, TopP, parse_policy, routing_weights
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "Candidate",
@@ -222,7 +226,7 @@ def allocate(
     if len(w) != len(table) or not all(np.isfinite(v) and v >= 0 for v in w):
         raise MoEError(f"weights must be {len(table)} finite numbers ≥ 0, got {weights!r}")
     mean_ffn = float(np.mean(ffn_params))
-    sols = {}
+    sols: dict[tuple[int, ...], None] = {}  # an ordered set of per-layer picks
     for lam in np.concatenate([[0.0], np.geomspace(1e-7, 1e2, num_lambdas)]):
         pick = []
         for layer, cands in enumerate(table):
@@ -235,20 +239,20 @@ def allocate(
                 ]
             pick.append(int(np.argmin(score)))
         sols[tuple(pick)] = None
-    points = []
-    for pick in sols:
-        act_ffn = sum(table[layer][j].ffn_fraction * ffn_params[layer] for layer, j in enumerate(pick))
+    points: list[dict[str, Any]] = []
+    for sol in sols:
+        act_ffn = sum(table[layer][j].ffn_fraction * ffn_params[layer] for layer, j in enumerate(sol))
         activated = non_ffn + act_ffn
-        err = sum(w[layer] * table[layer][j].rel_error for layer, j in enumerate(pick))
+        err = sum(w[layer] * table[layer][j].rel_error for layer, j in enumerate(sol))
         points.append(
             {
                 "reduction": 1 - activated / dense_total,
                 "error": err,
-                "policies": [table[layer][j].policy for layer, j in enumerate(pick)],
+                "policies": [table[layer][j].policy for layer, j in enumerate(sol)],
             }
         )
         if timed:
-            points[-1]["latency_ms"] = 1e3 * sum(table[la][j].latency_s for la, j in enumerate(pick))
+            points[-1]["latency_ms"] = 1e3 * sum(table[la][j].latency_s or 0.0 for la, j in enumerate(sol))
     if cost == "latency":
         costs = np.array([p["latency_ms"] for p in points])
     else:
@@ -271,7 +275,8 @@ def latency_table(block: MoEBlock, ks: list[int], *, tokens: int = 1, min_run_s:
     x = torch.randn(1, tokens, block.hidden_size, device=block.w1.device, dtype=block.w1.dtype)
     table: dict = {}
     with torch.no_grad():
-        for k in [*ks, "all"]:
+        keys: list[int | str] = [*ks, "all"]
+        for k in keys:
             pol = AllExperts() if k == "all" else TopK(int(k))
             timer = benchmark.Timer(
                 stmt="block(x, policy=pol)",
@@ -295,7 +300,7 @@ def _with_latency(table: list[list[Candidate]], lat: dict, num_experts: int) -> 
 
 
 def layer_sensitivity(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     blocks: torch.Tensor,
     table: list[list[Candidate]],
     *,
@@ -343,7 +348,7 @@ def layer_sensitivity(
 
 
 def search_policies(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     valid: ActivationStore,
     *,
     target_reduction: float = 0.2,
