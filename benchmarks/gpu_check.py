@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", help="write the results here as JSON")
     args = ap.parse_args(argv)
     from labkit import moe
+    from labkit.config import distill_lr
 
     shape = "tiny" if args.tiny else "7b"
     device = "cuda" if (torch.cuda.is_available() and not args.tiny) else "cpu"
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
         valid_tokens=256 if args.tiny else 4096,
         seq_len=512 if not args.tiny else 128,
         batch_tokens=1024 if not args.tiny else 256,
-        lr=1e-4 if not args.tiny else 1e-3,
+        lr=distill_lr(SHAPES[shape]["hidden_size"]) if not args.tiny else 1e-3,
         target_reduction=0.2 if not args.tiny else 0.1,
         front_evals=2,
         device=device,

@@ -38,6 +38,7 @@ __all__ = [
     "ProfileError",
     "get_profile",
     "profile_name",
+    "distill_lr",
 ]
 
 PROFILE_ENV = "LABKIT_PROFILE"
@@ -46,6 +47,20 @@ DEFAULT_PROFILE = "cpu"
 
 class ProfileError(ValueError):
     """An unknown or malformed ``LABKIT_PROFILE`` value."""
+
+
+def distill_lr(hidden_size: int, base: float = 1e-3, base_width: int = 576) -> float:
+    """AdamW learning rate of stage-1 distillation at model width ``hidden_size`` (d).
+
+    ``base · base_width / d``: Adam moves every weight by about ``lr`` per step whatever its
+    gradient, so one step shifts a d-wide dot product by about ``lr · Σ_i |x_i|``, which grows
+    with d; scaling the rate as 1/fan-in keeps that shift the same at every width (μP's rule for
+    Adam on hidden weights, Yang et al. 2022, "Tensor Programs V", arXiv 2203.03466). Anchored at
+    SmolLM2's d = 576, where 1e-3 trains well; LLaMA2-7B's d = 4096 gets 1.4e-4.
+    """
+    if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size < 1:
+        raise ProfileError(f"hidden_size={hidden_size!r} must be a positive integer")
+    return base * base_width / hidden_size
 
 
 @dataclass(frozen=True)
@@ -320,7 +335,7 @@ PROFILES: dict[str, Profile] = {
             valid_tokens=256,
             seq_len=128,
             batch_tokens=512,
-            lr=1e-4,
+            lr=distill_lr(4096),
             front_evals=2,
             eval_items=8,
             latency_tokens=32,
@@ -340,7 +355,7 @@ PROFILES: dict[str, Profile] = {
             valid_tokens=8_192,
             seq_len=2048,
             batch_tokens=4096,
-            lr=1e-4,  # 1e-3 diverges at d = 4096 (see benchmarks/NOTES_moe.md)
+            lr=distill_lr(4096),  # LLaMA2-7B's width
             latency_tokens=2048,
         ),
         evals=EvalSizes(

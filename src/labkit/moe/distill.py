@@ -48,7 +48,14 @@ from .construct import fit_router, moe_blocks
 from .errors import CheckpointMismatchError, MoEError
 from .policies import AllExperts, TopK
 
-__all__ = ["DistillConfig", "LayerResult", "distill_layers", "fit_router", "reruns_bit_identical"]
+__all__ = [
+    "DistillConfig",
+    "LayerResult",
+    "distill_layers",
+    "fit_router",
+    "reruns_bit_identical",
+    "train_block",
+]
 
 
 _TRAINING_VERSION = 2  # 2: shared experts are trained with the routed ones
@@ -62,7 +69,8 @@ class DistillConfig:
     ----------
     epochs: passes over the layer's tokens.
     batch_tokens: tokens per AdamW step.
-    lr: learning rate of the expert weights; the router uses ``lr * router_lr_scale``.
+    lr: learning rate of the expert weights; the router uses ``lr * router_lr_scale``. The
+        default suits SmolLM2's width; :func:`labkit.config.distill_lr` scales it to others.
     train_k: inclusive range ``(k_lo, k_hi)`` of experts per token drawn each step
         (default ``(ceil(N/2), N-1)``; ``(ceil(N/2), N)`` also trains "all experts").
     router_fit: ridge warm start of the router before training.
@@ -327,3 +335,27 @@ def reruns_bit_identical(block: MoEBlock, x: torch.Tensor, config: DistillConfig
             torch.cat([p.detach().flatten() for p in (b.w1, b.w2, b.router.weight, *_shared_params(b))])
         )
     return bool(torch.equal(weights[0], weights[1]))
+
+
+def train_block(
+    block: MoEBlock,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: DistillConfig | None = None,
+    *,
+    layer: int = 0,
+) -> LayerResult:
+    """Stage 1 on one block, in place: train it on inputs ``x`` ``[T, d]`` towards targets ``y``.
+
+    The step :func:`distill_layers` applies to every layer (float32 training, the block's dtype
+    restored after), without the captured store or checkpoints. ``y`` is normally the dense FFN's
+    output (the block with all experts). ``initial_loss``/``final_loss`` are the normalised MSE
+    ``‖block(x) − y‖² / ‖y‖²`` at the middle of the training range of k, on up to 2,048 tokens.
+    """
+    cfg = config or DistillConfig()
+    dtype = block.w1.dtype
+    t0 = time.perf_counter()
+    block.float()
+    losses, initial, final = _train_layer(block, x.float(), y.float(), cfg, layer, False)
+    block.to(dtype)
+    return LayerResult(layer, losses, initial, final, time.perf_counter() - t0, int(x.shape[0]) * cfg.epochs)
