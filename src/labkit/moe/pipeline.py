@@ -325,8 +325,8 @@ def _agree_over_ranks(
         A missing rendezvous, ranks that disagree (naming the fields), more ranks than layers, or a
         device map under torchrun.
     """
-    info = dist.init(cfg.device)
-    if info.world_size == 1:
+    dist.init(cfg.device)
+    if dist.world_size() == 1:
         return
     if device_map is not None:
         raise dist.DistributedConfigError(
