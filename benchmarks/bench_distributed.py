@@ -120,8 +120,9 @@ def _distill_bench(args: argparse.Namespace, configs: list[tuple[str, int, int]]
             out = Path(tmp) / f"out-p{procs}t{threads}"
             cache = Path(tmp) / f"cache-p{procs}t{threads}"
             cache.mkdir()
-            if (models := cache_root() / "models").is_dir():  # the dense model, built once already
-                (cache / "models").symlink_to(models, target_is_directory=True)
+            for shared in ("models", "kernels"):  # the dense model and compiled kernels, built once
+                if (cache_root() / shared).is_dir():
+                    (cache / shared).symlink_to(cache_root() / shared, target_is_directory=True)
             wall, rep = _launch_convert(procs, threads, _convert_cmd(args, out), cache)
             assert rep["world_size"] == procs and not rep["from_cache"], rep["world_size"]
             outs[label] = (out / "model.safetensors").read_bytes()

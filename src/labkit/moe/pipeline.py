@@ -262,7 +262,9 @@ def convert(
     larger than one device over the GPUs, then CPU memory; see :func:`labkit.models.load_causal_lm`)
     instead of moving it to ``config.device``. It changes where the layers run, not what they
     compute, so it is not part of the cache key. One process only (under torchrun every rank holds
-    a whole model).
+    a whole model). Every layer must land on a device: modules accelerate offloads to CPU or disk
+    while GPUs are in the map keep their weights outside the module, where the MoE construction
+    cannot read them.
 
     Under torchrun every rank calls this with the same arguments (see the module docstring); every
     rank returns the converted model (ranks > 0 load it from the folder rank 0 saved).
@@ -331,8 +333,8 @@ def _agree_over_ranks(
     if device_map is not None:
         raise dist.DistributedConfigError(
             f"device_map={device_map!r} spreads one process's model over several devices; under "
-            "torchrun every rank holds a whole model. Run the capture in one process with the device "
-            "map, or run over ranks without it",
+            "torchrun every rank holds a whole model. Convert in one process with the device map, "
+            "or over ranks without it",
             all_ranks=True,
         )
     agreed = dict(config=asdict(cfg), key=cfg.key(), folder=str(folder.resolve()), **options)
