@@ -64,6 +64,7 @@ __all__ = [
     "chat",
     "load_causal_lm",
     "load_tokenizer",
+    "place_model",
     "resolve_device",
     "resolve_dtype",
     "smollm2_gguf_path",
@@ -434,18 +435,24 @@ def _damaged_file(path_or_id: str) -> str:
     return str(path_or_id)
 
 
-def _load_pretrained(path_or_id: str, dtype: torch.dtype, local_files_only: bool):
+def _load_pretrained(path_or_id: str, dtype: torch.dtype, local_files_only: bool, device_map=None):
     """``from_pretrained`` with its loading report checked: missing, unexpected or mismatched weights raise.
 
-    A damaged weight file raises :class:`WeightsMismatchError` naming the file.
+    A damaged weight file raises :class:`WeightsMismatchError` naming the file. ``device_map`` goes to
+    ``from_pretrained`` (which places the layers with accelerate while loading them).
     """
+    placement = {"device_map": device_map} if device_map is not None else {}
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*generation flags.*")
             model, info = AutoModelForCausalLM.from_pretrained(
-                path_or_id, dtype=dtype, local_files_only=local_files_only, output_loading_info=True
+                path_or_id,
+                dtype=dtype,
+                local_files_only=local_files_only,
+                output_loading_info=True,
+                **placement,
             )
             tokenizer = AutoTokenizer.from_pretrained(path_or_id, local_files_only=local_files_only)
     except OSError:
@@ -487,6 +494,7 @@ def load_causal_lm(
     device: str | torch.device | None = None,
     local_files_only: bool | None = None,
     seed: int = 0,
+    device_map: str | dict | None = None,
 ):
     """Load a causal language model and its tokenizer, in eval mode.
 
@@ -502,6 +510,12 @@ def load_causal_lm(
         For hub ids: ``True`` (the default unless ``LABKIT_OFFLINE=0``) never touches the network.
     seed:
         Seed of the random tiny models.
+    device_map:
+        Place the model with accelerate instead of moving it to ``device``: ``"auto"`` (fill the GPUs
+        in order, then CPU memory: a model larger than one device), ``"balanced"``, ``"sequential"``,
+        one device (``"cpu"``, ``"cuda:1"``) or a dict ``{module name: device}``. A checkpoint is
+        loaded straight into its places (``from_pretrained(device_map=...)``); a tiny model or a
+        converted MoE is built, then dispatched (:func:`place_model`).
 
     Returns
     -------
@@ -516,11 +530,13 @@ def load_causal_lm(
         raise UnknownModelError(f"model name must be a non-empty string, got {name!r}")
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
+    placed = False  # by from_pretrained's device_map
     if name in TINY_CONFIGS:
         model, tokenizer = tiny_llama(name, seed=seed, dtype=dt)
     elif name == SMOLLM2:
         cache = _smollm2_checked_cache()
-        model, tokenizer = _load_pretrained(str(cache), dt, local_files_only=True)
+        model, tokenizer = _load_pretrained(str(cache), dt, local_files_only=True, device_map=device_map)
+        device_map, placed = None, device_map is not None
     else:
         offline = _offline_default() if local_files_only is None else local_files_only
         path = Path(name).expanduser()
@@ -544,7 +560,8 @@ def load_causal_lm(
             )
         try:
             if source is not None:
-                model, tokenizer = _load_pretrained(source, dt, local_files_only=offline)
+                model, tokenizer = _load_pretrained(source, dt, offline, device_map=device_map)
+                device_map, placed = None, device_map is not None
         except OSError as err:
             hint = (
                 "it is not in the local Hugging Face cache and labkit runs offline by default. "
@@ -556,9 +573,40 @@ def load_causal_lm(
             raise ModelNotAvailableError(f"cannot load model {name!r}: {hint}") from err
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(dev)
+    if device_map is not None:
+        place_model(model, device_map)
+    elif not placed:
+        model.to(dev)
     model.eval()
     return model, tokenizer
+
+
+def place_model(model: torch.nn.Module, device_map: str | dict) -> dict:
+    """Spread an in-memory model over devices with accelerate; returns the device map used.
+
+    ``"auto"``/``"balanced"``/``"balanced_low_0"``/``"sequential"``: accelerate's
+    ``infer_auto_device_map`` over the devices' free memory, keeping each decoder layer whole (the
+    model's ``_no_split_modules``); a device name: all of it there; a dict: as given. Modules on
+    different devices get accelerate's hooks, which move activations between them in the forward
+    pass; on one device the model is simply moved.
+    """
+    from accelerate import dispatch_model, infer_auto_device_map
+    from accelerate.utils import get_balanced_memory
+
+    if isinstance(device_map, str) and device_map in ("auto", "balanced", "balanced_low_0", "sequential"):
+        no_split = list(getattr(model, "_no_split_modules", None) or [])
+        memory = None
+        if device_map != "sequential":
+            memory = get_balanced_memory(
+                model, no_split_module_classes=no_split, low_zero=device_map == "balanced_low_0"
+            )
+        dm = dict(infer_auto_device_map(model, max_memory=memory, no_split_module_classes=no_split))
+    elif isinstance(device_map, dict):
+        dm = dict(device_map)
+    else:
+        dm = {"": str(device_map)}
+    dispatch_model(model, device_map=dm)
+    return dm
 
 
 def load_tokenizer(name: str, *, local_files_only: bool | None = None):

@@ -4,6 +4,11 @@ Examples::
 
     labkit moe convert --model smollm2-135m --out smol-moe --experts 8 --tokens 100000
     labkit moe convert --profile smoke --out /tmp/smol-moe --mixtral /tmp/smol-mixtral
+    torchrun --standalone --nproc-per-node=2 -m labkit moe convert --profile smoke --out /tmp/smol-moe
+    labkit moe convert --model meta-llama/Llama-2-70b-hf --device-map auto --out llama70-moe
+
+Under ``torchrun`` the capture and the layers are shared between the processes
+(:func:`labkit.moe.pipeline.convert`); rank 0 writes ``--out`` and prints the summary.
 """
 
 from __future__ import annotations
@@ -45,12 +50,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     conv.add_argument("--seed", type=int)
     conv.add_argument("--device")
     conv.add_argument("--dtype")
+    conv.add_argument(
+        "--device-map",
+        help="place the dense model with accelerate instead of --device: 'auto' spreads a model "
+        "larger than one GPU over the GPUs (then CPU memory); one process only",
+    )
     conv.add_argument("--mixtral", help="also export a Mixtral checkpoint here (uniform top-k only)")
     conv.add_argument("--no-progress", action="store_true")
     conv.set_defaults(func=_convert)
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from .. import distributed
+    from ..config import get_profile
+
+    # one process: nothing to start; under torchrun: join the others (or a clear error) before any work
+    with distributed.session(args.device or get_profile(args.profile).device) as info:
+        return _convert_ranks(args, info.rank)
+
+
+def _convert_ranks(args: argparse.Namespace, rank: int) -> int:
     from ..paths import cache_root
     from ..storage import check_output_dir, check_writable
     from .errors import MoEError
@@ -80,7 +99,9 @@ def _convert(args: argparse.Namespace) -> int:
             "dtype": args.dtype,
         }
         cfg = replace(cfg, **{k: v for k, v in fields.items() if v is not None})
-        model, tok, report = convert(cfg, progress=not args.no_progress)
+        model, tok, report = convert(cfg, progress=not args.no_progress, device_map=args.device_map)
+        if rank != 0:  # rank 0 writes and reports for every rank
+            return 0
         save_moe(
             model, out, tok, extra={"key": report["key"]}, files={"report.json": json.dumps(report, indent=1)}
         )

@@ -32,7 +32,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,6 +52,7 @@ __all__ = [
     "DistillConfig",
     "LayerResult",
     "distill_layers",
+    "finished_layers",
     "fit_router",
     "reruns_bit_identical",
     "train_block",
@@ -224,12 +225,15 @@ def distill_layers(
     config: DistillConfig | None = None,
     progress: bool = True,
     on_layer_done: Callable[[int], None] | None = None,
+    layers: Collection[int] | None = None,
 ) -> list[LayerResult]:
     """Distil every MoE block of a moefied ``model`` layer by layer from captured inputs ``store``.
 
     Finished layers found in ``checkpoint_dir`` (same config) are loaded instead of retrained.
     ``on_layer_done(layer)`` is called after each layer's checkpoint is written (tests use it to
-    simulate an interruption).
+    simulate an interruption). ``layers``: train (or load) only these layer indices and leave the
+    other blocks as they are (one rank's share, :func:`labkit.moe.pipeline.convert` under torchrun);
+    the results then cover these layers only.
 
     Raises
     ------
@@ -251,9 +255,10 @@ def distill_layers(
     remove_stale_temporaries(folder)
     key = cfg.key()
     results: list[LayerResult] = []
-    dev = blocks[0].w1.device
-    for i in tqdm(range(len(blocks)), desc="distil layers", disable=not progress):
+    todo = range(len(blocks)) if layers is None else sorted(set(layers))
+    for i in tqdm(todo, desc="distil layers", disable=not progress):
         block = blocks[i]
+        dev = block.w1.device  # a model placed by a device map has its layers on several devices
         wpath, mpath = _ckpt_paths(folder, i)
         meta = _verified_meta(wpath, mpath)
         if meta is not None:
@@ -312,6 +317,38 @@ def distill_layers(
         if on_layer_done is not None:
             on_layer_done(i)
     return results
+
+
+def finished_layers(
+    model: torch.nn.Module, checkpoint_dir: str | os.PathLike, config: DistillConfig | None = None
+) -> list[int]:
+    """Indices of the layers whose checkpoint in ``checkpoint_dir`` is intact and fits ``model``.
+
+    What :func:`distill_layers` would load rather than train: a damaged checkpoint is moved aside
+    (its layer is not finished). Rank 0 of a conversion over ranks asks this before dealing out the
+    rest.
+
+    Raises
+    ------
+    CheckpointMismatchError
+        A checkpoint of another config, block shape or weight layout.
+    """
+    key = (config or DistillConfig()).key()
+    folder = Path(checkpoint_dir)
+    done = []
+    for i, block in enumerate(moe_blocks(model)):
+        wpath, mpath = _ckpt_paths(folder, i)
+        meta = _verified_meta(wpath, mpath)
+        if meta is None:
+            continue
+        got = (meta.get("config_key"), meta.get("shape"), meta.get("layout", 1))
+        if got != (key, _shape(block), WEIGHT_LAYOUT):
+            raise CheckpointMismatchError(
+                f"{wpath} was written for config {got[0]} / shape {got[1]} / weight layout {got[2]}, "
+                f"not {key} / {_shape(block)} / {WEIGHT_LAYOUT}; use another checkpoint_dir or delete it"
+            )
+        done.append(i)
+    return done
 
 
 def reruns_bit_identical(block: MoEBlock, x: torch.Tensor, config: DistillConfig | None = None) -> bool:

@@ -12,10 +12,21 @@ loads the cached result in seconds. An interrupted conversion resumes from its p
 Safety: the config, device, dtype, expert count and target are checked before the first expensive
 step; two runs of one config take turns on a lock (the second then loads the first's result); a
 damaged cached model is moved aside and rebuilt from its layer checkpoints.
+
+Over ranks (``torchrun --standalone --nproc-per-node=N -m labkit moe convert ...``, see
+:mod:`labkit.distributed`): every rank calls :func:`convert` with the same config. The ranks first
+agree on the config, folder and thread count and check that there are no more ranks than layers,
+before anything is written. Each rank captures its share of the calibration batches into the shared
+files, then distils its share of the layers not yet finished (round-robin); rank 0 holds the lock,
+loads the others' layer checkpoints, runs stage 2 and the evaluations, and saves the model and the
+report (``"world_size"``) while the others wait. Per-layer checkpoints do not depend on the number
+of ranks, so a run can resume with another one; with the same threads per process the result is
+bit-identical to a single process's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -26,6 +37,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .. import distributed as dist
 from ..config import ConversionSizes, Profile, get_profile
 from ..paths import atomic_write_text, cache_dir
 from ..storage import file_lock, quarantine, remove_stale_temporaries
@@ -209,8 +221,20 @@ def convert(
     folder: str | Path | None = None,
     dense: tuple | None = None,
     keep_checkpoints: bool = False,
+    device_map: str | dict | None = None,
 ):
     """Run (or load from cache) a conversion; returns ``(model, tokenizer, report)``.
+
+    ``device_map``: load the dense model with accelerate's placement (``"auto"`` spreads a model
+    larger than one device over the GPUs, then CPU memory; see :func:`labkit.models.load_causal_lm`)
+    instead of moving it to ``config.device``. It changes where the layers run, not what they
+    compute, so it is not part of the cache key. One process only (under torchrun every rank holds
+    a whole model). Every layer must land on a device: modules accelerate offloads to CPU or disk
+    while GPUs are in the map keep their weights outside the module, where the MoE construction
+    cannot read them.
+
+    Under torchrun every rank calls this with the same arguments (see the module docstring); every
+    rank returns the converted model (ranks > 0 load it from the folder rank 0 saved).
 
     ``dense``: an already loaded ``(model, tokenizer)`` to convert instead of loading ``config.model``
     (``benchmarks/gpu_check.py`` converts a random LLaMA2-7B-shaped model so); needs ``folder``, since
@@ -241,14 +265,54 @@ def convert(
     if dense is not None and folder is None:
         raise MoEError("convert(dense=...) needs folder=: the cache key cannot name in-memory weights")
     folder = conversion_dir(cfg) if folder is None else Path(folder)
+    options = dict(keep_activations=keep_activations, use_cache=use_cache, keep_checkpoints=keep_checkpoints)
+    _agree_over_ranks(cfg, folder, dense, device_map, options)  # before anything is written
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         from ..storage import storage_error
 
         raise storage_error(err, folder, "create the conversion folder") from None
-    with file_lock(folder / ".labkit.lock", what=f"the conversion in {folder}"):
-        return _convert_locked(cfg, folder, progress, keep_activations, use_cache, dense, keep_checkpoints)
+    lead = dist.rank() == 0  # rank 0 holds the lock for every rank (the others would wait forever)
+    lock = file_lock(folder / ".labkit.lock", what=f"the conversion in {folder}")
+    with lock if lead else contextlib.nullcontext():
+        return _convert_locked(
+            cfg, folder, progress, keep_activations, use_cache, dense, keep_checkpoints, device_map
+        )
+
+
+def _agree_over_ranks(
+    cfg: ConversionConfig, folder: Path, dense: tuple | None, device_map, options: dict
+) -> None:
+    """Join the torchrun process group (none in one process) and check, on every rank together, that
+    the ranks convert the same thing into the same folder and that no rank would be left without a
+    layer.
+
+    Raises
+    ------
+    labkit.distributed.DistributedConfigError
+        A missing rendezvous, ranks that disagree (naming the fields), more ranks than layers, or a
+        device map under torchrun.
+    """
+    dist.init(cfg.device)
+    if dist.world_size() == 1:
+        return
+    if device_map is not None:
+        raise dist.DistributedConfigError(
+            f"device_map={device_map!r} spreads one process's model over several devices; under "
+            "torchrun every rank holds a whole model. Convert in one process with the device map, "
+            "or over ranks without it",
+            all_ranks=True,
+        )
+    agreed = dict(config=asdict(cfg), key=cfg.key(), folder=str(folder.resolve()), **options)
+    if dense is not None:
+        from ..models import weights_fingerprint
+
+        agreed["dense_weights"] = weights_fingerprint(dense[0])
+    dist.check_same_config(agreed, what="conversion")
+    model_config = _peek_config(cfg.model) if dense is None else dense[0].config
+    if model_config is not None:
+        dist.check_world_size(model_config.num_hidden_layers, "layers")
 
 
 def _peek_config(name: str):
@@ -294,6 +358,7 @@ def _convert_locked(
     use_cache: bool,
     dense,
     keep_checkpoints: bool,
+    device_map=None,
 ):
     from ..models import load_causal_lm
     from . import capture, data, distill, evaluate, io, routing_search
@@ -302,20 +367,27 @@ def _convert_locked(
 
     remove_stale_temporaries(folder)  # half-written files of a killed run
     model_dir, report_path = folder / "model", folder / "report.json"
-    if use_cache and (hit := _cached(model_dir, report_path, cfg.device)) is not None:
+    if use_cache and (hit := _cached_on_ranks(model_dir, report_path, cfg.device)) is not None:
         return hit
+    lead, ws = dist.rank() == 0, dist.world_size()
 
     timer = _Timer()
     t_start = time.perf_counter()
     if dense is None:
-        model, tok = timer.run("load", load_causal_lm, cfg.model, dtype=cfg.dtype, device=cfg.device)
+        placement = {"device_map": device_map} if device_map is not None else {}
+        model, tok = timer.run(
+            "load", load_causal_lm, cfg.model, dtype=cfg.dtype, device=cfg.device, **placement
+        )
     else:
         (model, tok), timer.stages["load"], timer.peak_rss["load"] = dense, 0.0, peak_rss_mb()
     cfg.validate(model.config)
+    if ws > 1:  # a model whose config could not be read before loading it
+        dist.check_world_size(model.config.num_hidden_layers, "layers")
     _own_memory(model)
     train = data.token_blocks(tok, "train", cfg.train_tokens, cfg.seq_len)
     valid = data.token_blocks(tok, "valid", cfg.valid_tokens, cfg.seq_len)
-    atomic_write_text(folder / "config.json", json.dumps(asdict(cfg), indent=1))
+    if lead:
+        atomic_write_text(folder / "config.json", json.dumps(asdict(cfg), indent=1))
     batch = max(1, 4096 // cfg.seq_len)
     train_store = timer.run(
         "capture",
@@ -336,7 +408,7 @@ def _convert_locked(
         batch_size=batch,
         progress=False,
     )
-    dense_ppl_valid = evaluate.perplexity(model, valid)
+    dense_ppl_valid = evaluate.perplexity(model, valid) if lead else math.nan
     needs_calib = cfg.method in NEEDS_CALIBRATION or cfg.shared_fraction > 0
     calib = train[: max(1, 4096 // cfg.seq_len)] if needs_calib else None
     timer.run(
@@ -354,13 +426,15 @@ def _convert_locked(
     )
     layers = timer.run(
         "distill",
-        distill.distill_layers,
+        _distill_stage,
         model,
         train_store,
         folder / "checkpoints",
         config=dcfg,
         progress=progress,
     )
+    if not lead:  # rank 0 alone searches, evaluates and saves; this rank waits, then loads the result
+        return _follow_rank0(model_dir, cfg.device, tok)
     search = timer.run(
         "search",
         routing_search.search_policies,
@@ -422,6 +496,7 @@ def _convert_locked(
         "reduction": measured.reduction,
         "valid_ppl": {"dense": dense_ppl_valid, "moe": moe_ppl_valid},
         "from_cache": False,
+        "world_size": ws,
     }
     io.save_moe(model, model_dir, tok, extra={"key": cfg.key()})
     atomic_write_text(report_path, json.dumps(report, indent=1))
@@ -429,6 +504,68 @@ def _convert_locked(
         _remove_files(folder / "acts", ("*/x_*.npy", "*/y_*.npy", "*/meta.json"))
     if not keep_checkpoints:  # now inside model/
         _remove_files(folder / "checkpoints", ("layer_*.safetensors", "layer_*.json"))
+    if ws > 1:
+        dist.broadcast_object(report)  # the waiting ranks go on
+    return model, tok, report
+
+
+def _cached_on_ranks(model_dir: Path, report_path: Path, device: str):
+    """:func:`_cached` decided by rank 0 for every rank (each then loads the model itself)."""
+    if not dist.is_distributed():
+        return _cached(model_dir, report_path, device)
+    from . import io
+
+    hit = _cached(model_dir, report_path, device) if dist.rank() == 0 else None
+    report = dist.broadcast_object(hit[2] if hit is not None else None)
+    if report is None or hit is not None:
+        return hit
+    model, tok = io.load_moe(model_dir, device=device)
+    return model, tok, report
+
+
+def _distill_stage(model, store, checkpoint_dir: Path, *, config, progress: bool) -> list:
+    """Stage 1 in one process, or over the ranks: the layers not finished yet are dealt out
+    round-robin, each rank distils its share into the shared checkpoint folder, and rank 0 then
+    loads every other layer from its checkpoint. Rank 0 returns a result per layer (``resumed``:
+    finished before this run); the other ranks return their own layers' results."""
+    from . import distill
+    from .errors import CheckpointMismatchError
+
+    if not dist.is_distributed():
+        return distill.distill_layers(model, store, checkpoint_dir, config=config, progress=progress)
+    lead = dist.rank() == 0
+    status: dict = {"done": [], "error": None}
+    if lead:  # verifies (and moves aside damaged) checkpoints once, before any rank trains
+        try:
+            status["done"] = distill.finished_layers(model, checkpoint_dir, config)
+        except CheckpointMismatchError as err:
+            status["error"] = str(err)
+    status = dist.broadcast_object(status)
+    if status["error"]:
+        raise CheckpointMismatchError(status["error"])
+    pending = [i for i in range(store.num_layers) if i not in status["done"]]
+    mine = dist.shard(pending, strided=True)
+    ours = distill.distill_layers(
+        model, store, checkpoint_dir, config=config, progress=progress and lead, layers=mine
+    )
+    trained = {r.layer: r for part in dist.all_gather_object(ours) for r in part}  # all written now
+    if not lead:
+        return ours
+    others = [i for i in range(store.num_layers) if i not in mine]
+    loaded = distill.distill_layers(
+        model, store, checkpoint_dir, config=config, progress=False, layers=others
+    )
+    by_layer = {r.layer: r for r in ours + loaded}
+    by_layer.update({i: r for i, r in trained.items() if not r.resumed})  # trained now by another rank
+    return [by_layer[i] for i in range(store.num_layers)]
+
+
+def _follow_rank0(model_dir: Path, device: str, tok):
+    """A rank > 0 after stage 1: wait for rank 0's report, then load the model rank 0 saved."""
+    from . import io
+
+    report = dist.broadcast_object(None)
+    model, _ = io.load_moe(model_dir, device=device)
     return model, tok, report
 
 
