@@ -68,8 +68,8 @@ book: install
 	echo "HTML: $(abspath $(BUILD))/_build/html/index.html"
 
 # Needs a built book (make book PROFILE=...) and Debian's chromium (apt-get install -y chromium).
-# Screenshots and report.json go to $(BUILD)/_build/check-html/. CHECK_HTML_ARGS="--allow overflow"
-# reports code lines wider than their box without failing on them (as CI does).
+# Screenshots and report.json go to $(BUILD)/_build/check-html/. CHECK_HTML_ARGS="--allow KIND"
+# reports a kind of finding without failing on it (tools/check_html.py --help lists the kinds).
 CHECK_HTML_ARGS ?=
 check-html: install
 	@if [ ! -f $(BUILD)/_build/html/index.html ]; then \

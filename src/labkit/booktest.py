@@ -10,7 +10,7 @@ Command line::
 
     python -m labkit.booktest run [PATH ...] [--out DIR] [pytest options]   # default: book/
     python -m labkit.booktest list [PATH ...]
-    python -m labkit.booktest cache-key        # hash of src/labkit + profile, for the book cache
+    python -m labkit.booktest cache-key        # the book cache's key (src/labkit, profile)
 """
 
 from __future__ import annotations

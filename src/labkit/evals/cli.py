@@ -4,10 +4,12 @@ Examples::
 
     labkit eval list
     labkit eval run --task koen_parallel --lang ko --model smollm2-135m
-    labkit eval run --task kmmlu:Accounting --path kmmlu_test.jsonl --fewshot-path kmmlu_dev.jsonl
+    labkit eval run --task kmmlu:Accounting --path kmmlu_test.jsonl \\
+        --fewshot-path kmmlu_dev.jsonl
     labkit eval run --task click --path click.jsonl --subsets all --style cloze
-    labkit eval run --task arc:ARC-Easy --datasets --style letters   # ARC by letters, not generation
-    torchrun --standalone --nproc-per-node=2 -m labkit eval run --task koen_parallel --lang ko
+    labkit eval run --task arc:ARC-Easy --datasets --style letters   # letters, not generation
+    torchrun --standalone --nproc-per-node=2 -m labkit eval run \\
+        --task koen_parallel --lang ko
 
 The registry decides each benchmark's protocol (style, shots, sampler, subject header, option
 shuffling, subset; ``labkit eval list`` shows it). A flag overrides one setting, and the run's

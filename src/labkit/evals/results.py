@@ -4,7 +4,8 @@ Layout of one run (``results_dir(...)``)::
 
     <cache>/evals/<model-slug>/<task>-<lang>-<key>/
         meta.json      # what the key was computed from
-        items.jsonl    # one record per scored item: prompt, log-likelihoods, predictions, correctness
+        items.jsonl    # one record per scored item: prompt, log-likelihoods,
+                       # predictions, correctness
         summary.json   # per-metric score, SE, CI, n (written when a run completes)
 
 ``items.jsonl`` is rewritten through a temporary file and ``os.replace`` after every chunk, so an

@@ -10,9 +10,10 @@ A slender filament moving with local velocity ``u`` pushes on the fluid with for
 For a helix of radius ``R``, pitch ``λ``, pitch angle ``ψ`` (``tan ψ = 2πR/λ``) and contour length
 ``L_c``, integrating ``f`` along the centreline gives the axial propulsion matrix (Purcell 1997)::
 
-    F = A U + B ω,   T = B U + D ω      (force / torque the helix exerts on the fluid, along +axis)
+    F = A U + B ω,   T = B U + D ω      (force / torque the helix exerts on the fluid,
+                                         along +axis)
     A = L_c (ξ_∥ cos²ψ + ξ_⊥ sin²ψ)
-    B = ±L_c (ξ_⊥ − ξ_∥) R sinψ cosψ    (+ for a left-handed helix, − for a right-handed one)
+    B = ±L_c (ξ_⊥ − ξ_∥) R sinψ cosψ    (+ for a left-handed helix, − for right-handed)
     D = L_c R² (ξ_∥ sin²ψ + ξ_⊥ cos²ψ)
 
 ``B > 0`` for a left-handed helix means: turning it counter-clockwise about +axis (right-hand rule)
