@@ -4,7 +4,8 @@ Examples::
 
     labkit moe convert --model smollm2-135m --out smol-moe --experts 8 --tokens 100000
     labkit moe convert --profile smoke --out /tmp/smol-moe --mixtral /tmp/smol-mixtral
-    torchrun --standalone --nproc-per-node=2 -m labkit moe convert --profile smoke --out /tmp/smol-moe
+    torchrun --standalone --nproc-per-node=2 -m labkit moe convert \\
+        --profile smoke --out /tmp/smol-moe
     labkit moe convert --model meta-llama/Llama-2-70b-hf --device-map auto --out llama70-moe
 
 Under ``torchrun`` the capture and the layers are shared between the processes

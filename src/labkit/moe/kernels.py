@@ -50,7 +50,7 @@ import torch
 
 from ..storage import atomic_file
 
-__all__ = ["MoEKernels", "PackedExperts", "StalePackError", "dispatch", "get", "prefill_block"]
+__all__ = ["MoEKernels", "PackedExperts", "RuleDecode", "StalePackError", "dispatch", "get", "prefill_block"]
 
 _SOURCE = Path(__file__).with_name("_kernels.c")
 _ABI = 8

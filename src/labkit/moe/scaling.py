@@ -33,7 +33,7 @@ class RankPlan:
     capture_layer_gb: one layer's captured MLP inputs, ``tokens × hidden_size`` in bfloat16.
     capture_gb: the captured inputs of every layer (the disk a capture needs).
     distill_layer_gb: device memory to distil one layer: its FFN trained in float32 with AdamW
-        (:data:`TRAIN_BYTES_PER_PARAM` per weight) plus the layer's inputs and dense outputs in float32.
+        (``TRAIN_BYTES_PER_PARAM`` bytes per weight) plus the layer's inputs and dense outputs in float32.
     capture_devices: devices of ``device_gb`` that hold the bfloat16 weights (at least 1).
     layers_per_rank: most layers one rank distils when the layers are dealt out round-robin.
     """
