@@ -175,3 +175,33 @@ def test_latency_table_annotates_and_can_drive_the_search(dense, tmp_path):
     assert by_lat.target_met == any(p["reduction"] >= 0.1 - 1e-12 for p in by_lat.front)
     with pytest.raises(MoEError, match="cost="):
         routing_search.allocate([[]], [1], 0, 1, 0.1, cost="watts")
+
+
+def test_the_floor_keeps_every_layer_at_min_k_or_more(dense, tmp_path):
+    model, tok, _ = dense
+    valid = data.token_blocks(tok, "valid", 512, 128)
+    va = capture.capture_activations(
+        model, valid, tmp_path / "va", outputs=True, store_dtype="float32", progress=False
+    )
+    moe_model = _moefied(dense)
+    n = routing_search.moe_blocks(moe_model)[0].num_experts
+    free = routing_search.search_policies(moe_model, va, target_reduction=0.1)
+    mean_k = {(c["layer"], c["policy"]): c["mean_k"] for layer in free.candidates for c in layer}
+    lowest = min(mean_k[(i, p)] for i, p in enumerate(free.chosen) if p != "all")
+    floor = lowest + 0.5  # above the free search's sparsest layer
+    floored = routing_search.search_policies(moe_model, va, target_reduction=0.1, min_k=floor)
+    assert floored.chosen != free.chosen
+    assert all(p == "all" or mean_k[(i, p)] >= floor for i, p in enumerate(floored.chosen))
+    assert floored.extra["min_k"] == floor
+    assert floored.candidates == free.candidates  # every candidate is kept in the record
+    for bad in (0, n + 1, "2"):
+        with pytest.raises(MoEError, match="min_k="):
+            routing_search.search_policies(moe_model, va, min_k=bad)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, True])
+def test_a_bad_min_k_fraction_is_refused(value):
+    from labkit.moe.pipeline import ConversionConfig
+
+    with pytest.raises(MoEError, match="min_k_fraction="):
+        ConversionConfig(model="tiny-llama", num_experts=4, min_k_fraction=value).validate()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 __all__ = [
     "PROFILE_ENV",
@@ -31,6 +32,7 @@ __all__ = [
     "ConversionSizes",
     "GPU_KMMLU_SUBJECTS",
     "GPU_PUBLIC_TASKS",
+    "MOE_RECIPE",
     "EvalSizes",
     "FlagellaSizes",
     "MoESizes",
@@ -98,6 +100,9 @@ class ConversionSizes:
         Fraction of each FFN's neurons in the always-on shared expert (0 = none).
     sensitivity:
         Stage 2 weighs each layer's error by its measured end-to-end sensitivity.
+    min_k_fraction:
+        Stage 2's floor: no layer runs fewer than this fraction of its routed experts per token
+        (mean over validation tokens); 0 = no floor.
     """
 
     model: str = "smollm2-135m"
@@ -113,6 +118,7 @@ class ConversionSizes:
     front_evals: int = 3
     shared_fraction: float = 0.0
     sensitivity: bool = False
+    min_k_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -300,11 +306,24 @@ _SMOKE_FLAGELLA = FlagellaSizes(
     population_cells=100_000, stokeslet_points=800, bundle_points_per_turn=16, max_flagella=8
 )
 
+#: The book's conversion recipe, in every profile (issue #26's measurements are in
+#: ``benchmarks/NOTES_moe.md``): an always-on shared expert of the most active quarter of each
+#: FFN's neurons, 48 fine-grained routed experts clustered by their contribution profiles, a
+#: stage 2 weighted by measured layer sensitivity, with a floor of 1/6 of the routed experts.
+MOE_RECIPE: dict[str, Any] = {
+    "num_experts": 48,
+    "method": "activation",
+    "shared_fraction": 0.25,
+    "sensitivity": True,
+    "min_k_fraction": 1 / 6,
+}
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         description="CI-sized budgets; every chapter in minutes on 2 CPU cores",
         moe=MoESizes(
+            **MOE_RECIPE,
             train_tokens=4_096,
             heldout_tokens=1_024,
             valid_tokens=512,
@@ -320,6 +339,7 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         name="cpu",
         description="the default book build: real budgets on a laptop CPU",
+        moe=MoESizes(**MOE_RECIPE),
     ),
     "gpu-tiny": Profile(
         name="gpu-tiny",
@@ -329,6 +349,7 @@ PROFILES: dict[str, Profile] = {
         ),
         dtype="bfloat16",
         moe=MoESizes(
+            **MOE_RECIPE,
             model="llama2-7b-shape",
             train_tokens=1_024,
             heldout_tokens=512,
@@ -349,6 +370,7 @@ PROFILES: dict[str, Profile] = {
         device="cuda",
         dtype="bfloat16",
         moe=MoESizes(
+            **MOE_RECIPE,
             model="meta-llama/Llama-2-7b-hf",
             train_tokens=100_000,
             heldout_tokens=30_720,

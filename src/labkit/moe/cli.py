@@ -44,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="stage 2 weighs layers by their measured end-to-end sensitivity",
     )
+    conv.add_argument(
+        "--min-k-fraction",
+        type=float,
+        help="stage 2's floor: fewest routed experts per token, as a fraction of --experts",
+    )
     conv.add_argument("--tokens", type=int, help="distillation token budget (paper: 100000)")
     conv.add_argument("--seq-len", type=int)
     conv.add_argument("--epochs", type=int)
@@ -91,6 +96,7 @@ def _convert_ranks(args: argparse.Namespace, rank: int) -> int:
             "method": args.method,
             "shared_fraction": args.shared,
             "sensitivity": args.sensitivity,
+            "min_k_fraction": args.min_k_fraction,
             "train_tokens": args.tokens,
             "seq_len": args.seq_len,
             "epochs": args.epochs,

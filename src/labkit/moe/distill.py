@@ -6,7 +6,7 @@ Y_ℓ = FFN_ℓ(X_ℓ), train the block's router and experts on
     L = MSE( MoE_ℓ(X_ℓ; top-k), Y_ℓ ) / mean(Y_ℓ²)
 
 (the MSE of Eq. 4 divided by a per-layer constant so one learning rate suits every layer). The
-number of experts k is drawn per step uniformly from ``train_k`` (default ``⌈N/2⌉..N-1``) so the
+number of experts k is drawn per step uniformly from ``train_k`` (default ``⌈N/2⌉..N``) so the
 block works at every k the stage-2 search may later choose ("elastic" training). With ``k_hi = N``
 in the range, "all experts" keeps reproducing the dense FFN after training and stays a safe choice
 for a sensitive layer. A shared expert (if the block has one) is trained with the routed ones.
@@ -73,7 +73,7 @@ class DistillConfig:
     lr: learning rate of the expert weights; the router uses ``lr * router_lr_scale``. The
         default suits SmolLM2's width; :func:`labkit.config.distill_lr` scales it to others.
     train_k: inclusive range ``(k_lo, k_hi)`` of experts per token drawn each step
-        (default ``(ceil(N/2), N-1)``; ``(ceil(N/2), N)`` also trains "all experts").
+        (default ``(ceil(N/2), N)``, which also trains "all experts").
     router_fit: ridge warm start of the router before training.
     seed: base seed (layer ℓ uses ``seed * 1_000_003 + ℓ``).
     """
@@ -135,7 +135,7 @@ def _train_layer(
     block: MoEBlock, x: torch.Tensor, y: torch.Tensor, cfg: DistillConfig, layer: int, progress: bool
 ) -> tuple[list[float], float, float]:
     n = block.num_experts
-    lo, hi = cfg.train_k or (math.ceil(n / 2), max(1, n - 1))
+    lo, hi = cfg.train_k or (math.ceil(n / 2), n)
     if not 1 <= lo <= hi <= n:
         raise MoEError(f"train_k=({lo}, {hi}) must satisfy 1 ≤ k_lo ≤ k_hi ≤ num_experts={n}")
     gen = torch.Generator().manual_seed(_layer_seed(cfg.seed, layer))

@@ -45,7 +45,8 @@ from .errors import CheckpointMismatchError, MoEError
 
 __all__ = ["ConversionConfig", "conversion_dir", "convert", "load_or_convert", "peak_rss_mb"]
 
-VERSION = 3  # 2: MoE weight layout 2 (see labkit.moe.block.WEIGHT_LAYOUT); 3: shared experts
+# 2: MoE weight layout 2 (see labkit.moe.block.WEIGHT_LAYOUT); 3: shared experts; 4: stage-2 floor
+VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,11 @@ class ConversionConfig(ConversionSizes):
 
     The fields of :class:`labkit.config.ConversionSizes` (a profile's ``moe`` section: model,
     num_experts, method, train_tokens, valid_tokens, seq_len, epochs, batch_tokens, lr,
-    target_reduction, front_evals, shared_fraction, sensitivity), and:
+    target_reduction, front_evals, shared_fraction, sensitivity, min_k_fraction), and:
 
     Attributes
     ----------
-    train_k: inclusive range ``(k_lo, k_hi)`` of experts per token in stage 1 (default ⌈N/2⌉..N-1).
+    train_k: inclusive range ``(k_lo, k_hi)`` of experts per token in stage 1 (default ⌈N/2⌉..N).
     seed, device, dtype, store_dtype: randomness, placement, and the activation storage dtype.
     """
 
@@ -108,6 +109,9 @@ class ConversionConfig(ConversionSizes):
         sf = self.shared_fraction
         if not (isinstance(sf, (int, float)) and not isinstance(sf, bool) and 0 <= sf < 1):
             raise MoEError(f"shared_fraction={sf!r} must be a number in [0, 1)")
+        mk = self.min_k_fraction
+        if not (isinstance(mk, (int, float)) and not isinstance(mk, bool) and 0 <= mk <= 1):
+            raise MoEError(f"min_k_fraction={mk!r} must be a number in [0, 1]")
         if self.store_dtype not in ("bfloat16", "float32"):
             raise MoEError(f"store_dtype={self.store_dtype!r} must be 'bfloat16' or 'float32'")
         resolve_dtype(self.dtype, resolve_device(self.device))
@@ -443,6 +447,7 @@ def _convert_locked(
         target_reduction=cfg.target_reduction,
         max_tokens=cfg.valid_tokens,
         sensitivity_blocks=valid if cfg.sensitivity else None,
+        min_k=max(1.0, cfg.min_k_fraction * cfg.num_experts),
     )
 
     # end-to-end validation perplexity of a few front points (cheapest, chosen, most accurate, …)

@@ -19,7 +19,10 @@
    sweep (each layer minimises ``w_ℓ·err + λ·cost``), giving the front of total activated
    parameters vs the predicted NLL increase ``Σ_ℓ w_ℓ e_ℓ`` (vs the summed error when every
    ``w_ℓ = 1``); the chosen policy is the best point with at least the target reduction. Every
-   layer keeps the "all experts" candidate, so a sensitive layer can stay (almost) dense.
+   layer keeps the "all experts" candidate, so a sensitive layer can stay (almost) dense. An
+   optional floor (:func:`floor_candidates`) leaves out candidates that run fewer than ``min_k``
+   routed experts per token: the linear model ``w_ℓ·e_ℓ`` is measured at one probe point and
+   under-predicts the loss of a layer cut far below it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = [
     "SearchResult",
     "allocate",
     "candidate_policies",
+    "floor_candidates",
     "latency_table",
     "layer_sensitivity",
     "pareto_front",
@@ -163,6 +167,12 @@ def score_candidates(
                 layer.append(Candidate(i, pol.spec(), err, frac, float(mask.sum(-1).float().mean())))
         table.append(layer)
     return table
+
+
+def floor_candidates(table: list[list[Candidate]], min_k: float) -> list[list[Candidate]]:
+    """Each layer's candidates that run at least ``min_k`` routed experts per token on average
+    (``mean_k``), and "all experts" in any case."""
+    return [[c for c in layer if c.policy == "all" or c.mean_k >= min_k - 1e-9] for layer in table]
 
 
 def pareto_front(costs: np.ndarray, errors: np.ndarray) -> np.ndarray:
@@ -357,6 +367,7 @@ def search_policies(
     sensitivity_blocks: torch.Tensor | None = None,
     latency: bool = False,
     cost: str = "params",
+    min_k: float = 1.0,
 ) -> SearchResult:
     """Run stage 2 and set nothing: returns the front and the chosen per-layer policy.
 
@@ -367,11 +378,21 @@ def search_policies(
     decode latency table of the first block (every layer has its shape) annotates candidates and
     front points (``latency_ms``), and ``cost="latency"`` searches on it. If no point reaches
     ``target_reduction`` the cheapest front point is chosen and ``target_met`` is False.
+
+    ``min_k`` is the fewest routed experts per token (mean over the validation tokens) a layer
+    may run: candidates below it are left out ("all experts" always stays). The sensitivity
+    weights are measured at one probe point (about 60 % of the FFN's neurons, see
+    :func:`layer_sensitivity`), and a layer cut far below it loses more than the linear model
+    ``w_ℓ·e_ℓ`` predicts; the floor keeps the search nearer to where that model was measured.
+    ``candidates`` keeps every candidate; the floor is ``extra["min_k"]``.
     """
     from .accounting import activated_parameters
 
     if not 0.0 <= target_reduction < 1.0:
         raise MoEError(f"target_reduction={target_reduction} must be in [0, 1)")
+    n_exp = moe_blocks(model)[0].num_experts
+    if not (isinstance(min_k, (int, float)) and 1 <= min_k <= n_exp):
+        raise MoEError(f"min_k={min_k!r} must be a number in [1, num_experts={n_exp}]")
     profiles = profile_routing(model, profile_store or valid, max_tokens=max_tokens)
     table = score_candidates(model, valid, max_tokens=max_tokens, profiles=profiles)
     acc = activated_parameters(model, use_stats=False)
@@ -388,7 +409,7 @@ def search_policies(
         sens = layer_sensitivity(model, sensitivity_blocks, table)
     weights = None if sens is None else [s["weight"] for s in sens]
     front, chosen = allocate(
-        table,
+        floor_candidates(table, min_k),
         ffn_params,
         acc.non_ffn + routers,
         acc.dense_total,
@@ -412,6 +433,7 @@ def search_policies(
         target_reduction=target_reduction,
         target_met=met,
         extra={
+            "min_k": min_k,
             **({} if sens is None else {"sensitivity": sens}),
             **({} if lat is None else {"latency_table_s": {str(k): v for k, v in lat.items()}}),
         },
