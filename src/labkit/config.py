@@ -306,10 +306,12 @@ _SMOKE_FLAGELLA = FlagellaSizes(
     population_cells=100_000, stokeslet_points=800, bundle_points_per_turn=16, max_flagella=8
 )
 
-#: The book's conversion recipe, in every profile (issue #26's measurements are in
-#: ``benchmarks/NOTES_moe.md``): an always-on shared expert of the most active quarter of each
+#: The book's conversion recipe for SmolLM2 (smoke and cpu profiles; issue #26's measurements are
+#: in ``benchmarks/NOTES_moe.md``): an always-on shared expert of the most active quarter of each
 #: FFN's neurons, 48 fine-grained routed experts clustered by their contribution profiles, a
-#: stage 2 weighted by measured layer sensitivity, with a floor of 1/6 of the routed experts.
+#: stage 2 weighted by measured layer sensitivity, with a floor of 1/6 of the routed experts. The
+#: gpu profiles keep 8 k-means experts until the recipe's stage-1 learning rate is checked at
+#: LLaMA2-7B's width on a GPU (at ``distill_lr(4096)`` a random 7B-shaped layer's error rose).
 MOE_RECIPE: dict[str, Any] = {
     "num_experts": 48,
     "method": "activation",
@@ -349,7 +351,6 @@ PROFILES: dict[str, Profile] = {
         ),
         dtype="bfloat16",
         moe=MoESizes(
-            **MOE_RECIPE,
             model="llama2-7b-shape",
             train_tokens=1_024,
             heldout_tokens=512,
@@ -370,7 +371,6 @@ PROFILES: dict[str, Profile] = {
         device="cuda",
         dtype="bfloat16",
         moe=MoESizes(
-            **MOE_RECIPE,
             model="meta-llama/Llama-2-7b-hf",
             train_tokens=100_000,
             heldout_tokens=30_720,
