@@ -115,6 +115,7 @@ TINY = pipeline.ConversionConfig(
     batch_tokens=256,
     target_reduction=0.1,
     front_evals=2,
+    train_k=(2, 3),  # probed at top-2, where 4 steps of training have room to show
 )
 
 
