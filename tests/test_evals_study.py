@@ -210,14 +210,16 @@ def test_md_table():
 
 STUDY_NAMES = {
     "tables": ["md_table"],
-    "runsets": ["koen_runs", "paired_runs", "pool", "public_runs"],
+    "runsets": ["koen_runs", "paired_runs", "pool", "public_runs", "task_runs"],
     "rule_analysis": ["letter_histogram", "rule_disagreement", "scoring_table"],
     "consistency": ["crosslingual"],
     "comparison": [
         "ComparisonPlan",
+        "PairedRow",
         "compare_models",
         "comparison_systems",
         "n_distinct_clusters",
+        "paired_by_language",
         "se_comparison",
     ],
     "cards": [

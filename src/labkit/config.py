@@ -134,11 +134,19 @@ class MoESizes(ConversionSizes):
         Multiple-choice items used for zero-shot accuracy (``None`` = all).
     latency_tokens:
         Prefill length (tokens) for latency measurements.
+    bench_task:
+        Registry task of Part II (:mod:`labkit.evals.tasks`) on which the converted model is scored
+        next to its dense parent: the book's Korean/English set, or MMLU (LaDiMo's metric, read
+        through ``datasets``) in the gpu profile.
+    bench_items:
+        Items of ``bench_task`` per language (pairs, for the parallel set; ``None`` = all).
     """
 
     heldout_tokens: int = 16_384
     eval_items: int | None = 100
     latency_tokens: int = 512
+    bench_task: str = "koen_parallel"
+    bench_items: int | None = None
 
 
 @dataclass(frozen=True)
@@ -334,6 +342,7 @@ PROFILES: dict[str, Profile] = {
             front_evals=2,
             eval_items=24,
             latency_tokens=128,
+            bench_items=30,  # Part II's smoke budget: the statistics chapter reuses these runs
         ),
         evals=_SMOKE_EVALS,
         flagella=_SMOKE_FLAGELLA,
@@ -361,6 +370,7 @@ PROFILES: dict[str, Profile] = {
             front_evals=2,
             eval_items=8,
             latency_tokens=32,
+            bench_items=2,
         ),
         evals=_SMOKE_EVALS,
         flagella=_SMOKE_FLAGELLA,
@@ -379,6 +389,7 @@ PROFILES: dict[str, Profile] = {
             batch_tokens=4096,
             lr=distill_lr(4096),  # LLaMA2-7B's width
             latency_tokens=2048,
+            bench_task="mmlu",  # every test item, with the registry's protocol (5 shots)
         ),
         evals=EvalSizes(
             model="naver-hyperclovax/HyperCLOVAX-SEED-Text-Instruct-0.5B",

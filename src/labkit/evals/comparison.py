@@ -3,6 +3,9 @@
 * :func:`se_comparison`: analytic vs Wilson vs bootstrap vs clustered uncertainty of one score;
 * :func:`compare_models`: paired test of two systems on the same items (McNemar, paired bootstrap,
   permutation) plus power;
+* :func:`paired_by_language`: two systems' runs of one task, language by language and pooled:
+  accuracies, their difference with a paired-bootstrap interval, McNemar's exact test and the
+  ratio of the accuracies with its interval (Part I's "keeps x % of the dense accuracy");
 * :func:`comparison_systems`: which two systems the statistics chapter compares (Part I's converted
   MoE vs its dense parent when the chapter found and loaded Part I's cached conversion, else two
   prompting variants). This module never imports Part I.
@@ -10,8 +13,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -29,15 +32,18 @@ from .stats import (
     n_required,
     paired_bootstrap,
     paired_difference,
+    paired_ratio_bootstrap,
     permutation_test,
     wilson_ci,
 )
 
 __all__ = [
     "ComparisonPlan",
+    "PairedRow",
     "compare_models",
     "comparison_systems",
     "n_distinct_clusters",
+    "paired_by_language",
     "se_comparison",
 ]
 
@@ -139,6 +145,122 @@ def compare_models(
         significant=bool(pd.p_value < alpha),
         alpha=alpha,
     )
+
+
+@dataclass(frozen=True)
+class PairedRow:
+    """System A against system B on the same items of one language (``lang="all"``: pooled).
+
+    Attributes
+    ----------
+    lang:
+        The language of the items, or ``"all"`` for the languages pooled.
+    n, n_clusters:
+        Items, and independent units (clusters: a passage, or a question and its translation).
+    acc_a, acc_b:
+        Accuracies (fractions).
+    diff, diff_ci, p_bootstrap:
+        ``acc_a − acc_b``, its paired percentile-bootstrap 95 % interval (whole clusters resampled;
+        Koehn 2004) and the bootstrap's two-sided p-value.
+    a_only, b_only, p_mcnemar:
+        Items only A answers right, items only B answers right, and McNemar's exact two-sided
+        p-value on these discordant items (each item counted as independent).
+    ratio, ratio_ci:
+        ``acc_a / acc_b`` (NaN when ``acc_b`` is 0) and its 95 % interval from the same resamples.
+    """
+
+    lang: str
+    n: int
+    n_clusters: int
+    acc_a: float
+    acc_b: float
+    diff: float
+    diff_ci: tuple[float, float]
+    p_bootstrap: float
+    a_only: int
+    b_only: int
+    p_mcnemar: float
+    ratio: float
+    ratio_ci: tuple[float, float]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _paired_row(
+    lang: str, ra: Sequence[dict], rb: Sequence[dict], metric: str, B: int, seed: int
+) -> PairedRow:
+    """One :class:`PairedRow` from two lists of records of the same items (matched by id)."""
+    ia = {r["id"]: r for r in ra}
+    ib = {r["id"]: r for r in rb}
+    if len(ia) != len(ra) or len(ib) != len(rb):
+        raise EvalError(f"{lang}: a run holds an item id twice")
+    if set(ia) != set(ib):
+        only_a, only_b = sorted(set(ia) - set(ib)), sorted(set(ib) - set(ia))
+        raise EvalError(
+            f"{lang}: the two runs hold different items ({len(only_a)} only in A, e.g. {only_a[:3]}; "
+            f"{len(only_b)} only in B, e.g. {only_b[:3]}); a paired comparison needs the same items"
+        )
+    ids = list(ia)
+    try:
+        xa = np.array([float(ia[i]["correct"][metric]) for i in ids])
+        xb = np.array([float(ib[i]["correct"][metric]) for i in ids])
+    except KeyError:
+        raise EvalError(f"{lang}: metric {metric!r} is not in both runs' records") from None
+    clusters = [ia[i].get("cluster") for i in ids]
+    pb = paired_bootstrap(xa, xb, B=B, seed=seed, clusters=clusters)
+    ratio = paired_ratio_bootstrap(xa, xb, B=B, seed=seed, clusters=clusters)
+    mc = mcnemar(xa.astype(bool), xb.astype(bool))
+    return PairedRow(
+        lang=lang,
+        n=len(ids),
+        n_clusters=n_distinct_clusters(clusters),
+        acc_a=float(xa.mean()),
+        acc_b=float(xb.mean()),
+        diff=pb.diff,
+        diff_ci=pb.ci,
+        p_bootstrap=pb.p_value,
+        a_only=mc["b"],
+        b_only=mc["c"],
+        p_mcnemar=mc["p_exact"],
+        ratio=ratio.value,
+        ratio_ci=ratio.ci,
+    )
+
+
+def paired_by_language(
+    a: Mapping[str, TaskResult],
+    b: Mapping[str, TaskResult],
+    metric: str = "acc",
+    *,
+    B: int = 2000,
+    seed: int = 0,
+) -> list[PairedRow]:
+    """Two systems' runs of one task (``{lang: TaskResult}``, e.g. from
+    :func:`labkit.evals.runsets.task_runs`) compared on the same items, language by language.
+
+    Returns one :class:`PairedRow` per language of ``a`` (in its order), then, when there are
+    several, a row ``"all"`` with every language's items pooled: there a question and its
+    translation share a cluster, so the bootstrap resamples them together. The last row is always
+    the overall comparison. The ratio's interval comes from the same resamples as the difference's
+    (same ``seed``). McNemar's exact test counts items as independent; with clustered items the
+    bootstrap interval is the safer guide.
+
+    Raises
+    ------
+    EvalError
+        The two sides differ in languages or items, or ``metric`` is not in the records.
+    """
+    if not a:
+        raise EvalError("paired_by_language needs at least one language")
+    if list(a) != list(b):
+        raise EvalError(f"the two systems ran different languages: {list(a)} and {list(b)}")
+    rows = [_paired_row(lang, a[lang].records, b[lang].records, metric, B, seed) for lang in a]
+    if len(rows) > 1:
+        pooled_a = [r for lang in a for r in a[lang].records]
+        pooled_b = [r for lang in b for r in b[lang].records]
+        rows.append(_paired_row("all", pooled_a, pooled_b, metric, B, seed))
+    return rows
 
 
 def n_distinct_clusters(clusters: Sequence) -> int:

@@ -2,6 +2,8 @@
 
 * :func:`koen_runs`: the book's parallel set for each ``(style, lang)`` (run, or read from the cache);
 * :func:`public_runs`: the profile's public benchmarks, each with its registry protocol;
+* :func:`task_runs`: one registered task with its registry protocol, once per language (e.g. two
+  models compared on the same items);
 * :func:`pool`: one result holding the records of several (the Korean and English runs of a system);
 * :func:`paired_runs`: runs restricted to the pairs present in both languages.
 """
@@ -16,8 +18,9 @@ from ..config import Profile
 from .errors import EvalError
 from .prompts import PromptConfig
 from .runner import TaskResult, run_task, summarize
+from .tasks import get_task, has_package_data
 
-__all__ = ["koen_runs", "paired_runs", "pool", "public_runs"]
+__all__ = ["koen_runs", "paired_runs", "pool", "public_runs", "task_runs"]
 
 
 def _pair_id(r: Mapping[str, Any]) -> str:
@@ -135,3 +138,60 @@ def public_runs(
             progress=progress,
         )
     return out
+
+
+def task_runs(
+    model: Any,
+    tokenizer: Any,
+    task: str,
+    *,
+    model_id: str,
+    langs: Sequence[str] | None = None,
+    max_items: int | None = None,
+    use_datasets: bool | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> dict[str, TaskResult]:
+    """Run (or read from the cache) ``task`` with its registry protocol, once per language.
+
+    Parameters
+    ----------
+    model, tokenizer, model_id:
+        Any causal LM in memory (a converted model too) and the name its results are filed under;
+        the cache key also holds the weights' fingerprint (:func:`~labkit.evals.runner.run_task`).
+    task:
+        Registry name, ``task`` or ``task:config`` (e.g. ``"koen_parallel"``, ``"mmlu"``).
+    langs:
+        Languages to run; default the task's own (``ko`` and ``en`` for the book's parallel set,
+        ``en`` for MMLU).
+    max_items:
+        Items per language (``None`` = all). For the parallel set these are pairs: both languages
+        hold the same questions.
+    use_datasets:
+        Load through ``datasets``; default: when the task has no copy in the package (public
+        benchmarks), read from the local ``datasets`` cache unless ``LABKIT_OFFLINE=0``, else
+        :class:`~labkit.evals.errors.OfflineDatasetError`.
+
+    Returns ``{lang: TaskResult}`` in the order of ``langs``.
+    """
+    name = task.split(":", 1)[0]
+    spec = get_task(name)
+    langs = tuple(langs) if langs is not None else tuple(spec.lang.split("+"))
+    if not langs:
+        raise EvalError(f"task_runs({task!r}): langs is empty")
+    if use_datasets is None:
+        use_datasets = not has_package_data(name)
+    return {
+        lang: run_task(
+            model,
+            tokenizer,
+            task,
+            model_id=model_id,
+            lang=lang,
+            max_items=max_items,
+            use_datasets=use_datasets,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        for lang in langs
+    }

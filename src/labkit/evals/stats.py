@@ -12,7 +12,8 @@ Follows Miller, *Adding Error Bars to Evals* (arXiv:2411.00640):
 * bootstrap percentile intervals (item resampling by :func:`scipy.stats.bootstrap`, or cluster
   resampling) for non-mean metrics;
 * paired comparisons of two models on the same items: paired SE and CI, McNemar's exact test,
-  paired bootstrap (Koehn 2004) and approximate randomisation (:func:`scipy.stats.permutation_test`);
+  paired bootstrap (Koehn 2004) of the difference and of the ratio of two means, and approximate
+  randomisation (:func:`scipy.stats.permutation_test`);
 * the Wilson interval of a proportion (:func:`scipy.stats.binomtest`, ``.proportion_ci``);
 * power: minimum detectable difference and the items needed to detect one;
 * HCX-style aggregation: unweighted category means and an unweighted Overall, with SEs
@@ -44,6 +45,7 @@ __all__ = [
     "n_required",
     "paired_bootstrap",
     "paired_difference",
+    "paired_ratio_bootstrap",
     "permutation_test",
     "power",
     "wilson_ci",
@@ -383,6 +385,63 @@ def paired_bootstrap(
         p,
         f"paired-bootstrap(B={B})",
     )
+
+
+def _quantiles_with_inf(reps: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """:func:`numpy.quantile`'s linear interpolation on values that may hold ``+inf``: an
+    interpolation that reaches an infinite value is ``+inf`` (numpy gives NaN there)."""
+    r = np.sort(reps)
+    out = []
+    for q in qs:
+        pos = q * (r.size - 1)
+        lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+        if np.isinf(r[lo]) or (hi > lo and np.isinf(r[hi])):
+            out.append(float("inf"))
+        else:
+            out.append(float(r[lo] + (r[hi] - r[lo]) * (pos - lo)))
+    return out
+
+
+def paired_ratio_bootstrap(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    B: int = 2000,
+    seed: int = 0,
+    clusters: Sequence | np.ndarray | None = None,
+) -> Estimate:
+    """Ratio of means ``mean(a)/mean(b)`` with a paired percentile-bootstrap 95 % interval.
+
+    Items (or whole clusters) are resampled once for both systems, with the resamples
+    :func:`paired_bootstrap` draws for the same ``seed`` and ``clusters``, so the two intervals
+    describe the same replicates. The ratio is NaN when ``mean(b)`` is 0. A resample with
+    ``mean(b*) = 0`` gives ``+inf`` when ``mean(a*) > 0`` and is left out when both are 0 (the
+    ratio is then undefined); the interval is NaN when no resample is left. ``se`` is the standard
+    deviation of the finite replicates. Use it for "system A keeps x % of system B's accuracy".
+    """
+    x, y = _pair(a, b)
+    if B < 10:
+        raise EvalError(f"B={B} bootstrap resamples is too few (>= 10)")
+    c = _clusters(clusters, x.size)
+    rng = np.random.default_rng(seed)
+    num, den = [], []
+    for i in _resample_index(rng, x.size, c, B):
+        num.append(x[i].mean())
+        den.append(y[i].mean())
+    top, bottom = np.asarray(num), np.asarray(den)
+    keep = (bottom != 0) | (top != 0)  # 0/0: no ratio
+    top, bottom = top[keep], bottom[keep]
+    reps = np.full(top.size, np.inf)  # a/0 with a > 0
+    np.divide(top, bottom, out=reps, where=bottom != 0)
+    value = float(x.mean() / y.mean()) if y.mean() != 0 else float("nan")
+    n_clusters = int(np.unique(c).size) if c is not None else None
+    method = f"paired-ratio-bootstrap(B={B})"
+    if reps.size == 0:
+        return Estimate(value, float("nan"), (float("nan"), float("nan")), int(x.size), n_clusters, method)
+    lo, hi = _quantiles_with_inf(reps, (0.025, 0.975))
+    finite = reps[np.isfinite(reps)]
+    se = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
+    return Estimate(value, se, (float(lo), float(hi)), int(x.size), n_clusters, method)
 
 
 def permutation_test(

@@ -36,6 +36,7 @@ __all__ = [
     "TaskSpec",
     "get_group",
     "get_task",
+    "has_package_data",
     "load_fewshot",
     "load_records",
     "load_task",
@@ -696,6 +697,12 @@ def _default_path(spec: TaskSpec, which: str) -> Path | None:
     if spec.name == "koen_parallel":
         return data_path("koen_parallel", "items.jsonl" if which == "test" else "fewshot.jsonl")
     return None
+
+
+def has_package_data(name: str) -> bool:
+    """Whether task ``name`` (``task`` or ``task:config``) ships with labkit (the book's parallel set);
+    the public benchmarks load from a local file or through ``datasets``."""
+    return _default_path(get_task(name.split(":", 1)[0]), "test") is not None
 
 
 def load_task(
