@@ -60,10 +60,10 @@ def test_deal_by_cost_balances_tokens_and_rounds():
     contiguous = [sum(dist.shard(costs, rank=r, world_size=2)) for r in range(2)]
     assert contiguous == [40, 4]
     shares = dist.deal_by_cost(costs, 2)
-    assert shares == [[0, 3, 4, 7], [1, 2, 5, 6]]  # snake: 0 1 | 2 3 reversed | 4 5 | 6 7 reversed
+    assert shares == [[0, 2, 4, 6], [1, 3, 5, 7]]
     assert [sum(costs[i] for i in s) for s in shares] == [22, 22]
-    # strided over index order, round k pairs units 2k and 2k+1; by cost, units of equal cost
-    assert dist.deal_by_cost([5, 1, 9, 3, 7, 2, 8], 2) == [[2, 0, 3], [6, 4, 5, 1]]
+    # rounds of the largest left (9 8 | 7 5 | 3 2 | 1); the larger to the rank with less so far
+    assert dist.deal_by_cost([5, 1, 9, 3, 7, 2, 8], 2) == [[2, 0, 3, 1], [6, 4, 5]]
     rng = random.Random(0)
     for ws in (1, 2, 3, 5):
         for n in (0, 1, ws - 1, ws, 17, 64):
@@ -79,7 +79,7 @@ def test_deal_by_cost_balances_tokens_and_rounds():
             rounds = max(map(len, shares))
             slowest = [max(costs[s[k]] for s in shares if k < len(s)) for k in range(rounds)]
             assert sum(slowest) <= sum(costs) / ws + top + 1e-9
-    assert dist.deal_by_cost([3, 3, 3], 2) == [[0], [1, 2]]  # equal costs: index order, snake
+    assert dist.deal_by_cost([3, 3, 3], 2) == [[0, 2], [1]]  # equal costs and totals: index order
     for bad, match in (([1, -1], r"costs\[1\]=-1"), ([math.nan], r"costs\[0\]=nan")):
         with pytest.raises(dist.DistributedConfigError, match=match):
             dist.deal_by_cost(bad, 2)

@@ -326,14 +326,14 @@ def deal_by_cost(costs: Sequence[float], world_size: int) -> list[list[int]]:
 
     The units are sorted by cost, largest first (ties by index), and cut into rounds of
     ``world_size``: round ``k`` holds the ``k``-th ``world_size`` largest, so the units done at the
-    same time cost about the same and a round's slowest unit keeps the others waiting little. Within
-    a round the ranks take them in turn, forwards in even rounds and backwards in odd ones (a snake
-    draft), so that no rank always gets the larger one. Only the last round can be short.
+    same time cost about the same and a round's slowest unit keeps the others waiting little.
+    Within a round the largest unit goes to the rank with the least cost so far, the next to the
+    next (ties by rank), so that the ranks' totals stay close. Only the last round can be short.
 
     Returns one list of unit indices per rank, in the order it does them (element ``k`` is its unit
-    of round ``k``). Deterministic; every unit appears once. Two ranks' total costs differ by at most
-    the largest cost, and the rounds' slowest units add up to at most ``sum(costs) / world_size +
-    max(costs)`` (vs ``sum(costs)`` on one rank).
+    of round ``k``). Deterministic; every unit appears once. Two ranks' totals differ by at most the
+    largest cost, and the rounds' slowest units add up to the least any split into such rounds
+    gives, at most ``sum(costs) / world_size + max(costs)`` (vs ``sum(costs)`` on one rank).
 
     Raises
     ------
@@ -347,10 +347,12 @@ def deal_by_cost(costs: Sequence[float], world_size: int) -> list[list[int]]:
             raise DistributedConfigError(f"costs[{i}]={c!r} must be a finite number ≥ 0")
     order = sorted(range(len(costs)), key=lambda i: (-costs[i], i))
     shares: list[list[int]] = [[] for _ in range(world_size)]
+    totals = [0.0] * world_size
     for k in range(0, len(order), world_size):
-        turn = range(world_size) if (k // world_size) % 2 == 0 else range(world_size - 1, -1, -1)
-        for r, i in zip(turn, order[k : k + world_size], strict=False):
+        neediest = sorted(range(world_size), key=lambda r: (totals[r], r))
+        for r, i in zip(neediest, order[k : k + world_size], strict=False):
             shares[r].append(i)
+            totals[r] += costs[i]
     return shares
 
 
