@@ -442,10 +442,11 @@ def _evaluate_ranks(
 ) -> tuple[list[dict], int]:
     """:func:`evaluate` over the ranks of a running process group (see the module docstring).
 
-    The items still to score are cut into the chunks one process scores, and rank 0 deals them out
-    by their token counts (:func:`prompt_tokens`, :func:`labkit.distributed.deal_by_cost`): in
-    round ``k`` every rank scores one chunk, the ``k``-th ``world_size`` largest, so that the ranks
-    of a round wait little for each other and get about the same number of tokens in all. Rank 0
+    The items still to score are cut into the chunks one process scores, and the ranks count their
+    tokens (:func:`prompt_tokens`, each rank a share, gathered) and deal them out by that count
+    (:func:`labkit.distributed.deal_by_cost`, the same on every rank): in round ``k`` every rank
+    scores one chunk of the ``k``-th ``world_size`` largest, so that the ranks of a round wait
+    little for each other, the larger ones going to the ranks with fewer tokens so far. Rank 0
     saves its own records at once and the others' after the round's ``all_gather_object``; a
     barrier then keeps every rank from scoring on until they are on disk, so a rank killed later
     loses at most its current chunk. At the end rank 0 puts ``items.jsonl`` in item order, the
@@ -455,37 +456,30 @@ def _evaluate_ranks(
     r, ws = dist.rank(), dist.world_size()
     dist.check_world_size(len(items), "items")
     store = store if r == 0 else None
-    plan: dict = {"done": {}, "shares": None, "error": None}
-    own_error: Exception | None = None
-    if r == 0:
-        try:
-            if store is not None:
-                plan["done"] = {it.id: rec for it in items if (rec := store.done(it)) is not None}
-            todo = [it for it in items if it.id not in plan["done"]]
-            template, cfg, pool, _, window = args
-            tokens = prompt_tokens(
-                todo, tokenizer, template=template, prompt=cfg, fewshot_pool=pool, max_length=window
-            )
-            costs = [sum(tokens[i : i + chunk_size]) for i in range(0, len(todo), chunk_size)]
-            plan["shares"] = dist.deal_by_cost(costs, ws)
-        except Exception as err:  # sent to the other ranks, so that none waits for rank 0
-            own_error, plan = err, {"error": f"{type(err).__name__}: {err}"}
-    plan = dist.broadcast_object(plan)
-    if own_error is not None:
-        raise own_error
-    if plan["error"]:
-        raise EvalError(
-            f"rank 0 failed while dealing out the items ({plan['error']}); the other ranks stopped"
-        )
-    done: dict[str, dict] = plan["done"]
-    mine: list[int] = plan["shares"][r]
+    known: dict[str, dict] = {}
+    if r == 0 and store is not None:
+        known = {it.id: rec for it in items if (rec := store.done(it)) is not None}
+    done: dict[str, dict] = dist.broadcast_object(known)
     todo = [it for it in items if it.id not in done]
     chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    template, cfg, pool, _, window = args
+
+    def chunk_tokens(c: int) -> int:
+        return sum(
+            prompt_tokens(
+                chunks[c], tokenizer, template=template, prompt=cfg, fewshot_pool=pool, max_length=window
+            )
+        )
+
+    # each rank counts a share of the chunks; all then deal out the same gathered counts
+    costs = dist.map_over_ranks(chunk_tokens, range(len(chunks)), what="token counts")
+    shares = dist.deal_by_cost(list(costs.values()), ws)
+    mine = shares[r]
     new: dict[str, dict] = {}
     with tqdm(
         total=len(items), initial=len(done), desc=f"items ({ws} ranks)", disable=not progress or r != 0
     ) as bar:
-        for rnd in range(max(map(len, plan["shares"]))):
+        for rnd in range(max(map(len, shares))):
             payload: dict = {"records": [], "bad": [], "error": None}
             own_error = None
             if rnd < len(mine):
