@@ -40,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from labkit.evals.results import compare_runs
 from labkit.paths import cache_root
 
 
@@ -69,20 +70,11 @@ def _launch(procs: int, threads: int, labkit_args: list[str]) -> tuple[float, di
     return sec, json.loads(p.stdout)
 
 
-def _records(folder: Path) -> list[dict]:
-    return [json.loads(x) for x in (folder / "items.jsonl").read_text(encoding="utf-8").splitlines()]
-
-
 def _compare(a: Path, b: Path) -> str:
-    same = {f: (a / f).read_bytes() == (b / f).read_bytes() for f in ("items.jsonl", "summary.json")}
-    ra, rb = _records(a), _records(b)
-    dll = max(
-        abs(x - y) for p, q in zip(ra, rb, strict=True) for x, y in zip(p["lls"], q["lls"], strict=True)
-    )
-    preds = all(p["preds"] == q["preds"] for p, q in zip(ra, rb, strict=True))
+    agree = compare_runs(a, b)
     return (
-        f"items.jsonl identical={same['items.jsonl']}, summary.json identical={same['summary.json']}, "
-        f"max|dll|={dll:.2e}, same predictions={preds}"
+        f"items.jsonl identical={agree.items_identical}, summary.json identical={agree.summary_identical}, "
+        f"max|dll|={agree.max_abs_dll:.2e}, same predictions={agree.same_predictions}"
     )
 
 

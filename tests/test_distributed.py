@@ -9,7 +9,9 @@ must be byte-identical apart from ``meta.json``'s ``"world_size"``.
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -20,6 +22,8 @@ import pytest
 from labkit import distributed as dist
 from labkit.cli import main as cli_main
 from labkit.evals import run_task
+from labkit.evals.errors import EvalDataError
+from labkit.evals.results import RunAgreement, compare_runs
 from labkit.models import tiny_llama
 
 FIX = Path(__file__).parent / "fixtures" / "evals"
@@ -47,6 +51,81 @@ def test_shard_covers_every_item_once(n, ws):
     assert dist.shard(list(range(7)), strided=True, rank=1, world_size=3) == [1, 4]
     with pytest.raises(dist.DistributedConfigError, match="outside"):
         dist.shard(items, rank=ws, world_size=ws)
+
+
+def test_deal_by_cost_balances_tokens_and_rounds():
+    # four long items then four short ones (a Korean block before an English one): contiguous
+    # blocks give one rank ten times the other's tokens; dealt by cost, each gets 22
+    costs = [10, 10, 10, 10, 1, 1, 1, 1]
+    contiguous = [sum(dist.shard(costs, rank=r, world_size=2)) for r in range(2)]
+    assert contiguous == [40, 4]
+    shares = dist.deal_by_cost(costs, 2)
+    assert shares == [[0, 2, 4, 6], [1, 3, 5, 7]]
+    assert [sum(costs[i] for i in s) for s in shares] == [22, 22]
+    # rounds of the largest left (9 8 | 7 5 | 3 2 | 1); the larger to the rank with less so far
+    assert dist.deal_by_cost([5, 1, 9, 3, 7, 2, 8], 2) == [[2, 0, 3, 1], [6, 4, 5]]
+    rng = random.Random(0)
+    for ws in (1, 2, 3, 5):
+        for n in (0, 1, ws - 1, ws, 17, 64):
+            costs = [rng.choice([0, rng.randint(1, 500), rng.random() * 3000]) for _ in range(max(n, 0))]
+            shares = dist.deal_by_cost(costs, ws)
+            assert shares == dist.deal_by_cost(list(costs), ws)  # deterministic
+            assert sorted(i for s in shares for i in s) == list(range(len(costs)))
+            assert max(map(len, shares)) - min(map(len, shares)) <= 1
+            totals = [sum(costs[i] for i in s) for s in shares]
+            top = max(costs, default=0)
+            assert max(totals) - min(totals) <= top + 1e-9
+            # ranks wait for the slowest unit of each round: at most an even share plus one unit
+            rounds = max(map(len, shares))
+            slowest = [max(costs[s[k]] for s in shares if k < len(s)) for k in range(rounds)]
+            assert sum(slowest) <= sum(costs) / ws + top + 1e-9
+    assert dist.deal_by_cost([3, 3, 3], 2) == [[0, 2], [1]]  # equal costs and totals: index order
+    for bad, match in (([1, -1], r"costs\[1\]=-1"), ([math.nan], r"costs\[0\]=nan")):
+        with pytest.raises(dist.DistributedConfigError, match=match):
+            dist.deal_by_cost(bad, 2)
+    with pytest.raises(dist.DistributedConfigError, match="world_size=0"):
+        dist.deal_by_cost([1], 0)
+
+
+def _fake_group(monkeypatch, rank: int, peer) -> list:
+    """This process as rank ``rank`` of 2; the other rank's ``all_gather_object`` payloads come from
+    ``peer(payload)``. Returns the list of this rank's payloads."""
+    sent: list = []
+
+    def gather(payload):
+        sent.append(payload)
+        other = peer(payload)
+        return [payload, other] if rank == 0 else [other, payload]
+
+    monkeypatch.setattr(dist, "is_distributed", lambda: True)
+    monkeypatch.setattr(dist, "rank", lambda: rank)
+    monkeypatch.setattr(dist, "world_size", lambda: 2)
+    monkeypatch.setattr(dist, "all_gather_object", gather)
+    return sent
+
+
+def test_map_over_ranks(no_torchrun):
+    units = [0, 1, 2, "base"]
+    assert dist.map_over_ranks(lambda u: f"<{u}>", units) == {u: f"<{u}>" for u in units}
+    # rank 1 of a faked group: computes units 1 and "base", gets rank 0's from the gather
+    ran: list = []
+    sent = _fake_group(no_torchrun, 1, lambda _: {"done": {0: "<0>", 2: "<2>"}, "error": None})
+    out = dist.map_over_ranks(lambda u: ran.append(u) or f"<{u}>", units)
+    assert ran == [1, "base"] and sent == [{"done": {1: "<1>", "base": "<base>"}, "error": None}]
+    assert list(out.items()) == [(0, "<0>"), (1, "<1>"), (2, "<2>"), ("base", "<base>")]
+    # rank 0 failed: rank 1 stops too, naming it; a rank that fails raises its own error
+    _fake_group(no_torchrun, 1, lambda _: {"done": {}, "error": "MemoryError: out of memory"})
+    with pytest.raises(dist.RankFailedError, match=r"rank 0 failed .* of the probes \(MemoryError") as info:
+        dist.map_over_ranks(str, units, what="probes")
+    assert info.value.all_ranks and info.value.rank == 0
+
+    def boom(u):
+        raise KeyError(u)
+
+    sent = _fake_group(no_torchrun, 0, lambda _: {"done": {1: "1"}, "error": None})
+    with pytest.raises(KeyError):
+        dist.map_over_ranks(boom, units)
+    assert sent == [{"done": {}, "error": "KeyError: 0"}]  # the others hear of it instead of waiting
 
 
 def test_single_process_helpers(no_torchrun):
@@ -98,23 +177,33 @@ def test_cli_missing_rendezvous_writes_nothing(no_torchrun, tmp_path, capsys):
     assert not cache.exists() and not (tmp_path / "out").exists()
 
 
-def test_rank0_merges_rounds_in_order_and_stops_on_a_failed_peer(no_torchrun, tmp_path, one_thread):
+def test_rank0_deals_chunks_by_tokens_and_stops_on_a_failed_peer(no_torchrun, tmp_path, one_thread):
     """Rank 0's side of a faked 2-rank group: rank 1's chunks arrive through all_gather_object."""
     import labkit.evals.runner as runner
     from labkit.evals import evaluate, load_task
     from labkit.evals.errors import EvalError
+    from labkit.evals.lm import model_max_length
     from labkit.evals.results import ResultStore
 
     m, t = tiny_llama("tiny-llama", seed=0)
     items = load_task("koen_parallel", path=KOEN)
     ref, _ = evaluate(m, t, items, chunk_size=2, progress=False)
     chunks = [ref[i : i + 2] for i in range(0, len(ref), 2)]
+    # the 7 chunks are dealt by their token counts: the Korean ones (7 items, bytes of Hangul) first
+    tokens = runner.prompt_tokens(items, t, max_length=model_max_length(m, t))
+    costs = [sum(tokens[i : i + 2]) for i in range(0, len(items), 2)]
+    shares = dist.deal_by_cost(costs, 2)
+    assert shares != [[0, 2, 4, 6], [1, 3, 5]]  # not round-robin over the item order
+    assert abs(sum(costs[c] for c in shares[0]) - sum(costs[c] for c in shares[1])) <= max(costs)
     rounds = []
 
     def gather(payload):
+        if "done" in payload:  # the token counts: rank 0 counted chunks 0, 2, 4, 6; rank 1 the others
+            assert payload == {"done": {c: costs[c] for c in range(0, 7, 2)}, "error": None}
+            return [payload, {"done": {c: costs[c] for c in range(1, 7, 2)}, "error": None}]
         k = len(rounds)
         rounds.append([x["id"] for x in payload["records"]])
-        peer = {"records": chunks[2 * k + 1], "bad": [], "error": None}
+        peer = {"records": chunks[shares[1][k]], "bad": [], "error": None}
         if k == 2:
             peer = {"records": [], "bad": [], "error": "RuntimeError: rank 1 ran out of memory"}
         return [payload, peer]
@@ -131,14 +220,36 @@ def test_rank0_merges_rounds_in_order_and_stops_on_a_failed_peer(no_torchrun, tm
     store = ResultStore(tmp_path / "r")
     with pytest.raises(EvalError, match="rank 1 failed while scoring its items .*ran out of memory"):
         evaluate(m, t, items, chunk_size=2, store=store, progress=False)
-    assert rounds == [[r["id"] for r in chunks[c]] for c in (0, 2, 4)]  # rank 0 scores chunks 0, 2, 4
+    assert rounds == [[r["id"] for r in chunks[c]] for c in shares[0][:3]]
     on_disk = [
         json.loads(x) for x in (tmp_path / "r" / "items.jsonl").read_text(encoding="utf-8").splitlines()
     ]
-    assert on_disk == ref[:10]  # chunks 0-3 from two full rounds, then rank 0's chunk 4, in chunk order
+    # two full rounds, then rank 0's chunk of the third, in the order they arrived
+    arrived = [shares[0][0], shares[1][0], shares[0][1], shares[1][1], shares[0][2]]
+    assert on_disk == [rec for c in arrived for rec in chunks[c]]
     no_torchrun.undo()
     again, scored = evaluate(m, t, items, chunk_size=2, store=ResultStore(tmp_path / "r"), progress=False)
-    assert scored == 3 and again == ref
+    assert scored == len(ref) - len(on_disk) and again == ref
+    # the resumed single process leaves items.jsonl in item order, as one process writes it
+    lines = (tmp_path / "r" / "items.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(x) for x in lines] == ref
+
+
+def test_result_store_order_as(tmp_path):
+    from labkit.evals.results import ResultStore
+
+    store = ResultStore(tmp_path / "r")
+    recs = [{"id": i, "item_hash": "h", "lls": [0.0]} for i in "cabd"]
+    store.add(recs)
+    before = (tmp_path / "r" / "items.jsonl").stat().st_mtime_ns
+    store.order_as(["c", "a", "b"])  # already in this order: not rewritten
+    assert (tmp_path / "r" / "items.jsonl").stat().st_mtime_ns == before
+    store.order_as(["a", "b", "x", "c"])  # unknown ids are skipped, the others ("d") go last
+    ids = [json.loads(x)["id"] for x in (tmp_path / "r" / "items.jsonl").read_text().splitlines()]
+    assert (
+        ids == ["a", "b", "c", "d"]
+        and [r["id"] for r in ResultStore(tmp_path / "r")._records.values()] == ids
+    )
 
 
 # --------------------------------------------------------------------------- torchrun, 2 processes
@@ -235,6 +346,27 @@ def test_two_ranks_write_what_one_process_writes(tmp_path, reference):
     _same_as_reference(_run_folder(cache), reference, world_size=2)
     assert sorted(x.name for x in out.iterdir()) == sorted([".labkit-output.json", *RESULT_FILES])
     assert (out / "summary.json").read_bytes() == (reference / "summary.json").read_bytes()
+    agree = compare_runs(reference, _run_folder(cache))
+    assert agree == RunAgreement(True, True, True, 0.0, (1, 2))
+    with pytest.raises(EvalDataError, match="has no items.jsonl"):
+        compare_runs(reference, tmp_path)
+
+
+def test_launch(no_torchrun, tmp_path):
+    """``distributed.launch`` runs ``python -m labkit`` in a fresh process (torchrun is tested above)."""
+    no_torchrun.setenv("WORLD_SIZE", "2")  # a parent's torchrun variables do not reach the command
+    args = _eval_args(tmp_path / "c", "--lang", "en", "--max-items", "2")
+    done = dist.launch(args, threads=1, env={"LABKIT_CACHE": str(tmp_path)})
+    brief = json.loads(done.stdout)
+    assert brief["n"] == brief["scored_now"] == 2 and brief["seconds"] > 0
+    assert done.wall_s > brief["seconds"] and (done.processes, done.threads) == (1, 1)
+    meta = json.loads((Path(brief["folder"]) / "meta.json").read_text(encoding="utf-8"))
+    assert meta["world_size"] == 1
+    with pytest.raises(dist.LaunchError, match="(?s)exited with status 2:.*invalid choice: 'nonsense'"):
+        dist.launch(["nonsense"])
+    for bad in ({"processes": 0}, {"threads": True}):
+        with pytest.raises(dist.DistributedConfigError, match="must be an integer"):
+            dist.launch(["eval", "list"], **bad)
 
 
 @pytest.mark.slow

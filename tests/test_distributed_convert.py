@@ -247,3 +247,54 @@ def test_conversion_with_a_device_map_is_the_plain_conversion(tmp_path, monkeypa
     assert all(
         torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values(), strict=True)
     )
+
+
+# --------------------------------------------------------------------------- stage 2 over ranks
+SENSITIVITY_ARGS = [*ARGS, "--model", "tiny-llama-odd", "--tokens", "4096", "--sensitivity"]
+TIMING_KEYS = ("wall_s", "stages_s", "peak_rss_mb", "peak_rss_mb_by_stage", "peak_gpu_mb_by_stage")
+
+
+def _without_timings(report: dict) -> dict:
+    out = {k: v for k, v in report.items() if k not in (*TIMING_KEYS, "world_size")}
+    out["layers"] = [{k: v for k, v in layer.items() if k != "seconds"} for layer in report["layers"]]
+    return out
+
+
+@pytest.mark.slow
+def test_two_ranks_share_stage_2_and_match_one_process(tmp_path, no_torchrun):
+    """With ``sensitivity`` stage 2 runs one end-to-end probe per layer and a baseline: over 2 ranks the
+    3 layers of tiny-llama-odd and the baseline are dealt out (rank 0: layers 0, 2; rank 1: layer 1
+    and the baseline), and the result is the single process's: weights byte for byte, the whole
+    report apart from timings and the world size."""
+    no_torchrun.setenv("LABKIT_CACHE", str(tmp_path / "ref-cache"))
+    assert cli_main([*SENSITIVITY_ARGS, "--out", str(tmp_path / "ref")]) == 0
+    log = tmp_path / "units.log"
+    worker = _worker(  # each rank logs the units of work it does itself
+        tmp_path,
+        f"""
+        from labkit import distributed
+        real = distributed.map_over_ranks
+        def logged(fn, units, *, what):
+            def unit(u):
+                with open({str(log)!r}, "a") as f:
+                    f.write(f"{{RANK}}|{{what}}|{{u}}\\n")
+                return fn(u)
+            return real(unit, units, what=what)
+        distributed.map_over_ranks = logged
+        """,
+    )
+    p = _torchrun(tmp_path, [worker, *SENSITIVITY_ARGS, "--out", str(tmp_path / "out")], tmp_path / "cache")
+    assert p.returncode == 0, p.stderr[-3000:]
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    assert (out / "model.safetensors").read_bytes() == (ref / "model.safetensors").read_bytes()
+    assert (out / "labkit_moe.json").read_bytes() == (ref / "labkit_moe.json").read_bytes()
+    report, ref_report = (json.loads((d / "report.json").read_text()) for d in (out, ref))
+    assert (report["world_size"], ref_report["world_size"]) == (2, 1)
+    assert len(report["search"]["extra"]["sensitivity"]) == 3
+    assert _without_timings(report) == _without_timings(ref_report)
+    done = [tuple(line.split("|")) for line in log.read_text().splitlines()]
+    stage2 = {r: [u for rr, what, u in done if rr == r and what.startswith("routing")] for r in "01"}
+    assert stage2 == {"0": ["0", "2"], "1": ["1", "base"]}
+    front = [str(j) for j, point in enumerate(report["search"]["front"]) if "valid_ppl" in point]
+    evals = {r: [u for rr, what, u in done if rr == r and what.startswith("front")] for r in "01"}
+    assert evals == {"0": front[0::2], "1": front[1::2]}

@@ -13,12 +13,20 @@ collectives return their input. With ``WORLD_SIZE > 1``, :func:`init` starts the
 Helpers for splitting work and agreeing on it:
 
 * :func:`shard` — a deterministic contiguous or strided share of a sequence for one rank;
+* :func:`deal_by_cost` — units of unequal cost dealt in rounds so that each rank gets about the
+  same total cost, and the units of one round cost about the same;
+* :func:`map_over_ranks` — apply a function to units dealt out over the ranks and give every rank
+  all the results (an error on one rank stops every rank);
 * :func:`broadcast_object`, :func:`all_gather_object` — small picklable Python objects;
 * :func:`check_same_config` — every rank hashes its configuration; a difference raises
   :class:`DistributedConfigError` on every rank, naming the fields that differ (rank 0 reports it);
-* :func:`check_world_size` — more ranks than units of work is an error, not idle processes.
+* :func:`check_world_size` — more ranks than units of work is an error, not idle processes;
+* :func:`launch` — run ``python -m labkit ...`` as one process or under torchrun, with a given
+  number of threads per process, and time it (the book's 1-process vs 2-process comparison).
 
-The errors are :class:`DistributedConfigError` (a ``ValueError``); those detected by all ranks together
+The errors are :class:`DistributedConfigError` (a ``ValueError``), :class:`RankFailedError` (a
+``RuntimeError``: another rank failed in :func:`map_over_ranks`) and :class:`LaunchError` (a
+command started by :func:`launch` failed); those raised by all ranks together
 carry ``all_ranks = True`` so that the command line prints them once, from rank 0.
 """
 
@@ -30,13 +38,20 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 __all__ = [
     "DistInfo",
     "DistributedConfigError",
+    "LaunchError",
+    "Launched",
+    "RankFailedError",
     "all_gather_object",
     "barrier",
     "broadcast_object",
@@ -44,10 +59,13 @@ __all__ = [
     "check_world_size",
     "config_diff",
     "config_hash",
+    "deal_by_cost",
     "env_info",
     "init",
     "is_distributed",
+    "launch",
     "local_rank",
+    "map_over_ranks",
     "rank",
     "session",
     "shard",
@@ -58,6 +76,17 @@ __all__ = [
 
 #: Environment variables torchrun sets that a multi-process run needs for its rendezvous.
 RENDEZVOUS_VARS = ("MASTER_ADDR", "MASTER_PORT")
+#: Variables of a torchrun rank that a command started from it (:func:`launch`) must not inherit.
+TORCHRUN_VARS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "GROUP_RANK",
+    "ROLE_RANK",
+    "ROLE_WORLD_SIZE",
+    *RENDEZVOUS_VARS,
+)
 
 
 class DistributedConfigError(ValueError):
@@ -70,6 +99,21 @@ class DistributedConfigError(ValueError):
     def __init__(self, message: str, *, all_ranks: bool = False):
         super().__init__(message)
         self.all_ranks = all_ranks
+
+
+class RankFailedError(RuntimeError):
+    """Another rank failed while doing its share of :func:`map_over_ranks`; this rank stopped too.
+
+    ``rank`` is the (first) rank that failed and ``message`` its error; ``all_ranks`` is true (every
+    rank but the failing one raises it, and the failing rank raises its own error), so the command
+    line prints it once, from rank 0.
+    """
+
+    def __init__(self, rank: int, message: str, what: str):
+        super().__init__(
+            f"rank {rank} failed while doing its share of the {what} ({message}); the other ranks stopped"
+        )
+        self.rank, self.message, self.all_ranks = rank, message, True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +321,78 @@ def shard(
     return list(items[start:stop])
 
 
+def deal_by_cost(costs: Sequence[float], world_size: int) -> list[list[int]]:
+    """Deal units of unequal cost (e.g. tokens) to ``world_size`` ranks in rounds of one unit per rank.
+
+    The units are sorted by cost, largest first (ties by index), and cut into rounds of
+    ``world_size``: round ``k`` holds the ``k``-th ``world_size`` largest, so the units done at the
+    same time cost about the same and a round's slowest unit keeps the others waiting little.
+    Within a round the largest unit goes to the rank with the least cost so far, the next to the
+    next (ties by rank), so that the ranks' totals stay close. Only the last round can be short.
+
+    Returns one list of unit indices per rank, in the order it does them (element ``k`` is its unit
+    of round ``k``). Deterministic; every unit appears once. Two ranks' totals differ by at most the
+    largest cost, and the rounds' slowest units add up to the least any split into such rounds
+    gives, at most ``sum(costs) / world_size + max(costs)`` (vs ``sum(costs)`` on one rank).
+
+    Raises
+    ------
+    DistributedConfigError
+        ``world_size`` < 1, or a cost that is negative or not finite (naming its index).
+    """
+    if not isinstance(world_size, int) or world_size < 1:
+        raise DistributedConfigError(f"world_size={world_size!r} must be an integer ≥ 1")
+    for i, c in enumerate(costs):
+        if not (isinstance(c, (int, float)) and math.isfinite(c) and c >= 0):
+            raise DistributedConfigError(f"costs[{i}]={c!r} must be a finite number ≥ 0")
+    order = sorted(range(len(costs)), key=lambda i: (-costs[i], i))
+    shares: list[list[int]] = [[] for _ in range(world_size)]
+    totals = [0.0] * world_size
+    for k in range(0, len(order), world_size):
+        neediest = sorted(range(world_size), key=lambda r: (totals[r], r))
+        for r, i in zip(neediest, order[k : k + world_size], strict=False):
+            shares[r].append(i)
+            totals[r] += costs[i]
+    return shares
+
+
+def map_over_ranks(fn: Callable[[Any], Any], units: Sequence[Hashable], *, what: str = "work") -> dict:
+    """``{unit: fn(unit)}`` for every unit (distinct, hashable), each computed by one rank, on every rank.
+
+    The units are dealt out round-robin (:func:`shard` with ``strided=True``); each rank applies
+    ``fn`` to its own, in order, and the results (picklable) are gathered with
+    :func:`all_gather_object`. ``fn`` must compute the same thing on whichever rank runs it: the
+    result is then that of one process applying ``fn`` to every unit in order, which is what this
+    does without a process group. The returned dict lists the units in ``units``' order.
+
+    Raises
+    ------
+    RankFailedError
+        On every other rank when one rank's ``fn`` raised; that rank re-raises its own error. No rank
+        waits forever for a failed one.
+    """
+    if not is_distributed():
+        return {u: fn(u) for u in units}
+    mine = shard(units, strided=True, rank=rank(), world_size=world_size())
+    done: dict = {}
+    error: BaseException | None = None
+    try:
+        for u in mine:
+            done[u] = fn(u)
+    except Exception as err:  # sent to every rank, so that none waits for this one
+        error = err
+    parts = all_gather_object(
+        {"done": done, "error": None if error is None else f"{type(error).__name__}: {error}"}
+    )
+    if error is not None:
+        raise error
+    failed = [(r, p["error"]) for r, p in enumerate(parts) if p["error"] is not None]
+    if failed:
+        raise RankFailedError(*failed[0], what=what)
+    merged = {u: r for p in parts for u, r in p["done"].items()}
+    return {u: merged[u] for u in units}
+
+
 def check_world_size(n: int, what: str = "items") -> None:
     """Raise :class:`DistributedConfigError` (on every rank) when there are more ranks than ``n`` ``what``."""
     ws = world_size()
@@ -337,3 +453,78 @@ def check_same_config(cfg: Mapping[str, Any], what: str = "configuration") -> st
         "arguments, data and model; nothing was written",
         all_ranks=True,
     )
+
+
+class LaunchError(RuntimeError):
+    """A command started by :func:`launch` failed or ran out of time (its error output is quoted)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Launched:
+    """A finished :func:`launch`: the command, its layout, its wall time (s) and its output."""
+
+    command: tuple[str, ...]
+    processes: int
+    threads: int
+    wall_s: float
+    stdout: str
+    stderr: str
+
+
+def launch(
+    args: Sequence[str],
+    *,
+    processes: int = 1,
+    threads: int = 1,
+    timeout_s: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Launched:
+    """Run ``python -m labkit ARGS`` in ``processes`` processes of ``threads`` threads each; wait for it.
+
+    One process runs ``python -m labkit ARGS``; more run ``python -m torch.distributed.run
+    --standalone --nproc-per-node=N -m labkit ARGS`` on this machine. Each process gets
+    ``OMP_NUM_THREADS`` = ``MKL_NUM_THREADS`` = ``threads``, the labkit package this process imported
+    (first on ``PYTHONPATH``), and no torchrun variables of its own parent; ``env`` adds or replaces
+    variables. ``wall_s`` is the wall time of the whole command, start-up, imports and model loading
+    included, measured with :func:`time.perf_counter`.
+
+    Example (the book's comparison, in a fresh results folder each time)::
+
+        one = launch([*eval_args, "--cache", "a"], threads=2)
+        two = launch([*eval_args, "--cache", "b"], processes=2, threads=1)
+
+    Raises
+    ------
+    DistributedConfigError
+        ``processes`` or ``threads`` below 1.
+    LaunchError
+        The command exited with an error (its last error lines are quoted) or outlasted
+        ``timeout_s``.
+    """
+    for name, v in (("processes", processes), ("threads", threads)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise DistributedConfigError(f"{name}={v!r} must be an integer ≥ 1")
+    from pathlib import Path
+
+    here = str(Path(__file__).resolve().parents[1])  # the folder holding this labkit package
+    run_env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARS}
+    run_env.update(
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p),
+    )
+    run_env.update(env or {})
+    cmd = [sys.executable, "-m", "labkit", *args]
+    if processes > 1:
+        run = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        cmd = [*run, f"--nproc-per-node={processes}", "-m", "labkit", *args]
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise LaunchError(f"`{' '.join(cmd)}` ran past {timeout_s} s and was stopped") from None
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise LaunchError(f"`{' '.join(cmd)}` exited with status {p.returncode}:\n{p.stderr[-2000:]}")
+    return Launched(tuple(cmd), processes, threads, wall, p.stdout, p.stderr)

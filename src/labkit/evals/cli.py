@@ -15,8 +15,12 @@ The registry decides each benchmark's protocol (style, shots, sampler, subject h
 shuffling, subset; ``labkit eval list`` shows it). A flag overrides one setting, and the run's
 ``meta.json`` and ``summary.json`` record every override under ``"overrides"``.
 
+``labkit eval run`` prints a JSON brief: the task, the number of items and of items scored now,
+``seconds`` (the run's wall time after the model is loaded: weights fingerprint, items, scoring,
+writing), the overrides, the results folder and each metric's value and standard error.
+
 Under ``torchrun`` the items are spread over the processes (:mod:`labkit.distributed`); rank 0
-writes the results folder, copies ``--out`` and prints the summary, the same as one process does.
+writes the results folder, copies ``--out`` and prints the brief, the same as one process does.
 """
 
 from __future__ import annotations
@@ -137,6 +141,7 @@ def _run_ranks(args: argparse.Namespace, rank: int) -> int:
                 lang=args.lang,
                 n=res.summary["n"],
                 scored_now=res.scored_now,
+                seconds=round(res.seconds, 3),
                 overrides=res.meta["overrides"],
                 folder=str(res.folder),
                 metrics=brief,

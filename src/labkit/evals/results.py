@@ -23,7 +23,8 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..paths import atomic_write_text, cache_dir
@@ -31,7 +32,15 @@ from ..storage import file_lock, quarantine, remove_stale_temporaries
 from .errors import EvalDataError
 from .schema import Item, read_jsonl
 
-__all__ = ["RESULTS_VERSION", "ResultStore", "item_hash", "results_dir", "run_key"]
+__all__ = [
+    "RESULTS_VERSION",
+    "ResultStore",
+    "RunAgreement",
+    "compare_runs",
+    "item_hash",
+    "results_dir",
+    "run_key",
+]
 
 RESULTS_VERSION = 1
 
@@ -116,11 +125,73 @@ class ResultStore:
             if not is_finite_record(rec):
                 raise ValueError(f"record {rec.get('id')!r} has non-finite scores; it is not cached")
             self._records[rec["id"]] = rec
+        self._write()
+
+    def _write(self) -> None:
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self._records.values())
         atomic_write_text(self.items_path, text)
+
+    def order_as(self, ids: Sequence[str]) -> None:
+        """Put the records of ``ids`` first, in that order (any others after them, as they were), and
+        rewrite ``items.jsonl`` atomically if that changes it.
+
+        A run over ranks saves each round's records as they arrive, in the order the rounds deal the
+        chunks; this gives ``items.jsonl`` the item order a single process writes.
+        """
+        first = {i: self._records[i] for i in ids if i in self._records}
+        ordered = {**first, **{i: r for i, r in self._records.items() if i not in first}}
+        if list(ordered) == list(self._records):
+            return
+        self._records = ordered
+        self._write()
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.summary_path, json.dumps(summary, ensure_ascii=False, indent=1, default=str))
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+@dataclass(frozen=True)
+class RunAgreement:
+    """How far two runs' result folders agree (:func:`compare_runs`)."""
+
+    items_identical: bool  # items.jsonl byte for byte
+    summary_identical: bool  # summary.json byte for byte
+    same_predictions: bool  # every item's predictions under every metric
+    max_abs_dll: float  # largest |difference| of a log-likelihood (nats)
+    world_sizes: tuple[int | None, int | None]  # meta.json's "world_size" of each
+
+
+def compare_runs(a: str | Path, b: str | Path) -> RunAgreement:
+    """Compare two finished run folders of the same items (one process vs several ranks, two
+    thread counts, ...): byte equality of ``items.jsonl`` and ``summary.json``, per-item predictions
+    and the largest log-likelihood difference (0 for generated answers, which have none).
+
+    Raises
+    ------
+    EvalDataError
+        A folder without ``items.jsonl``, ``summary.json`` or ``meta.json``, or two folders of
+        different items.
+    """
+    folders = (Path(a), Path(b))
+    for f in folders:
+        for name in ("items.jsonl", "summary.json", "meta.json"):
+            if not (f / name).is_file():
+                raise EvalDataError(f"{f} has no {name}: not a finished labkit run folder")
+    ra, rb = ({r["id"]: r for _, r in read_jsonl(f / "items.jsonl")} for f in folders)
+    if set(ra) != set(rb):
+        raise EvalDataError(f"{folders[0]} and {folders[1]} hold different items")
+    dll = [abs(x - y) for i in ra for x, y in zip(ra[i].get("lls", []), rb[i].get("lls", []), strict=True)]
+    sizes = tuple(
+        json.loads((f / "meta.json").read_text(encoding="utf-8")).get("world_size") for f in folders
+    )
+    return RunAgreement(
+        items_identical=(folders[0] / "items.jsonl").read_bytes()
+        == (folders[1] / "items.jsonl").read_bytes(),
+        summary_identical=(folders[0] / "summary.json").read_bytes()
+        == (folders[1] / "summary.json").read_bytes(),
+        same_predictions=all(ra[i]["preds"] == rb[i]["preds"] for i in ra),
+        max_abs_dll=max(dll, default=0.0),
+        world_sizes=(sizes[0], sizes[1]),
+    )

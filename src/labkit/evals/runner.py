@@ -12,10 +12,12 @@ model, task, language, prompt configuration and item selection, so a second call
 build after ``make test``) reads the finished records instead of running the model.
 
 Under ``torchrun`` (:mod:`labkit.distributed`, ``WORLD_SIZE > 1``) both spread the work over the
-ranks. The items still to score are cut into the chunks one process would score, chunk ``i`` goes
-to rank ``i mod world_size``, and after each round of chunks every rank's records reach rank 0,
-which alone writes the run folder. Each chunk is scored exactly as one process scores it, so
-``items.jsonl`` and ``summary.json`` are those of a single-process run; ``meta.json`` records the
+ranks. The items still to score are cut into the chunks one process would score, and the chunks
+are dealt out by their token counts (:func:`prompt_tokens`): in each round every rank scores one
+chunk, the round's chunks cost about the same, and every rank gets about the same number of
+tokens. After each round every rank's records reach rank 0, which alone writes the run folder.
+Each chunk is scored exactly as one process scores it, so ``items.jsonl`` (put in item order at
+the end) and ``summary.json`` are those of a single-process run; ``meta.json`` records the
 ``"world_size"``. A run killed part-way resumes, with any number of ranks, from the records written.
 """
 
@@ -49,6 +51,7 @@ __all__ = [
     "check_shots",
     "evaluate",
     "evaluate_generation",
+    "prompt_tokens",
     "resolve_protocol",
     "run_task",
     "summarize",
@@ -321,6 +324,36 @@ def _score_chunk(
     return recs
 
 
+def prompt_tokens(
+    items: Sequence[Item],
+    tokenizer,
+    *,
+    template: str = "generic",
+    prompt: PromptConfig | None = None,
+    fewshot_pool: Sequence[Item] = (),
+    max_length: int = 2048,
+) -> list[int]:
+    """Tokens the model handles to score each item, a measure of its cost.
+
+    The prompt is built as :func:`evaluate` builds it (few-shot examples, dropped from the last
+    while it does not fit ``max_length`` tokens); the count is its context's tokens plus each
+    continuation's (the log-likelihood styles), or plus ``prompt.max_new_tokens`` (``generate``).
+    Under torchrun :func:`evaluate` deals the chunks of items to the ranks by these counts.
+    """
+    cfg = prompt or PromptConfig()
+    counts = []
+    for it in items:
+        shots = select_shots(it, fewshot_pool, cfg)
+        if cfg.style == "generate":
+            p = _fit_generation(it, template, cfg, shots, tokenizer, max_length)
+            counts.append(len(tok_encode(tokenizer, p.context)) + cfg.max_new_tokens)
+            continue
+        p = _fit_shots(it, template, cfg, shots, tokenizer, max_length)
+        conts = sum(len(tok_encode(tokenizer, c, add_special_tokens=False)) for c in p.continuations)
+        counts.append(len(tok_encode(tokenizer, p.context)) + conts)
+    return counts
+
+
 def _non_finite(bad: Sequence[str]) -> NonFiniteScoreError:
     return NonFiniteScoreError(
         f"the model gave NaN/inf log-likelihoods for {len(bad)} item(s) ({', '.join(bad[:5])}); "
@@ -398,6 +431,8 @@ def evaluate(
                 raise _non_finite(bad)
             new.update({r["id"]: r for r in recs})
             bar.update(len(chunk))
+    if store is not None:  # a run resumed from one over ranks: its records in item order
+        store.order_as([it.id for it in items])
     records = [done.get(it.id) or new[it.id] for it in items]
     return records, len(todo)
 
@@ -407,12 +442,16 @@ def _evaluate_ranks(
 ) -> tuple[list[dict], int]:
     """:func:`evaluate` over the ranks of a running process group (see the module docstring).
 
-    Rounds of ``world_size`` chunks: rank ``r`` scores chunk ``round * world_size + r``. Rank 0 saves
-    its own records at once and the others' after the round's ``all_gather_object``, in chunk order,
-    so ``items.jsonl`` lists the records in the order one process writes them; a barrier then keeps
-    every rank from scoring on until they are on disk, so a rank killed later loses at most its
-    current chunk. A rank that fails sends its error instead of records, so that every rank stops
-    after the round rather than wait.
+    The items still to score are cut into the chunks one process scores, and the ranks count their
+    tokens (:func:`prompt_tokens`, each rank a share, gathered) and deal them out by that count
+    (:func:`labkit.distributed.deal_by_cost`, the same on every rank): in round ``k`` every rank
+    scores one chunk of the ``k``-th ``world_size`` largest, so that the ranks of a round wait
+    little for each other, the larger ones going to the ranks with fewer tokens so far. Rank 0
+    saves its own records at once and the others' after the round's ``all_gather_object``; a
+    barrier then keeps every rank from scoring on until they are on disk, so a rank killed later
+    loses at most its current chunk. At the end rank 0 puts ``items.jsonl`` in item order, the
+    order one process writes. A rank that fails sends its error instead of records, so that every
+    rank stops after the round rather than wait.
     """
     r, ws = dist.rank(), dist.world_size()
     dist.check_world_size(len(items), "items")
@@ -423,16 +462,29 @@ def _evaluate_ranks(
     done: dict[str, dict] = dist.broadcast_object(known)
     todo = [it for it in items if it.id not in done]
     chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
+    template, cfg, pool, _, window = args
+
+    def chunk_tokens(c: int) -> int:
+        return sum(
+            prompt_tokens(
+                chunks[c], tokenizer, template=template, prompt=cfg, fewshot_pool=pool, max_length=window
+            )
+        )
+
+    # each rank counts a share of the chunks; all then deal out the same gathered counts
+    costs = dist.map_over_ranks(chunk_tokens, range(len(chunks)), what="token counts")
+    shares = dist.deal_by_cost(list(costs.values()), ws)
+    mine = shares[r]
     new: dict[str, dict] = {}
     with tqdm(
         total=len(items), initial=len(done), desc=f"items ({ws} ranks)", disable=not progress or r != 0
     ) as bar:
-        for first in range(0, len(chunks), ws):
+        for rnd in range(max(map(len, shares))):
             payload: dict = {"records": [], "bad": [], "error": None}
-            own_error: Exception | None = None
-            if first + r < len(chunks):
+            own_error = None
+            if rnd < len(mine):
                 try:
-                    recs = _score_chunk(model, tokenizer, chunks[first + r], *args)
+                    recs = _score_chunk(model, tokenizer, chunks[mine[rnd]], *args)
                 except Exception as err:  # sent to every rank, so that none waits for this one
                     own_error = err
                     payload["error"] = f"{type(err).__name__}: {err}"
@@ -458,6 +510,8 @@ def _evaluate_ranks(
             if bad:
                 raise _non_finite(bad)
             bar.update(sum(len(p["records"]) for p in gathered))
+    if store is not None:
+        store.order_as([it.id for it in items])
     records = [done.get(it.id) or new[it.id] for it in items]
     return records, len(todo)
 

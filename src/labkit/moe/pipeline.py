@@ -17,10 +17,14 @@ Over ranks (``torchrun --standalone --nproc-per-node=N -m labkit moe convert ...
 :mod:`labkit.distributed`): every rank calls :func:`convert` with the same config. The ranks first
 agree on the config, folder and thread count and check that there are no more ranks than layers,
 before anything is written. Each rank captures its share of the calibration batches into the shared
-files, then distils its share of the layers not yet finished (round-robin); rank 0 holds the lock,
-loads the others' layer checkpoints, runs stage 2 and the evaluations, and saves the model and the
-report (``"world_size"``) while the others wait. Per-layer checkpoints do not depend on the number
-of ranks, so a run can resume with another one; with the same threads per process the result is
+files, then distils its share of the layers not yet finished (round-robin) and loads the others'
+layer checkpoints. Stage 2 is dealt out too: each rank profiles and scores its share of the layers
+and, with ``sensitivity``, runs their end-to-end probes
+(:func:`labkit.moe.routing_search.search_policies`); the validation perplexities of the front points
+are shared out the same way. Every rank allocates the same per-layer policies from the gathered
+results; rank 0 holds the lock, evaluates the chosen point and saves the model and the report
+(``"world_size"``) while the others wait. Per-layer checkpoints do not depend on the number of
+ranks, so a run can resume with another one; with the same threads per process the result is
 bit-identical to a single process's.
 """
 
@@ -437,8 +441,7 @@ def _convert_locked(
         config=dcfg,
         progress=progress,
     )
-    if not lead:  # rank 0 alone searches, evaluates and saves; this rank waits, then loads the result
-        return _follow_rank0(model_dir, cfg.device, tok)
+    # every rank holds every layer now; over ranks, each scores and probes its share of the layers
     search = timer.run(
         "search",
         routing_search.search_policies,
@@ -450,7 +453,8 @@ def _convert_locked(
         min_k=max(1.0, cfg.min_k_fraction * cfg.num_experts),
     )
 
-    # end-to-end validation perplexity of a few front points (cheapest, chosen, most accurate, …)
+    # end-to-end validation perplexity of a few front points (cheapest, chosen, most accurate, …),
+    # dealt out over the ranks
     front = search.front
     chosen_idx = front.index(next(p for p in front if p["policies"] == search.chosen))
     picks = sorted(
@@ -458,10 +462,16 @@ def _convert_locked(
         | {round(j * (len(front) - 1) / max(1, cfg.front_evals - 1)) for j in range(cfg.front_evals)}
     )
     t = time.perf_counter()
-    for j in picks:
+
+    def front_ppl(j: int) -> float:
         set_policy(model, front[j]["policies"])
-        front[j]["valid_ppl"] = evaluate.perplexity(model, valid)
+        return evaluate.perplexity(model, valid)
+
+    for j, ppl in dist.map_over_ranks(front_ppl, picks, what="front evaluations").items():
+        front[j]["valid_ppl"] = ppl
     timer.done("front_eval", t)
+    if not lead:  # rank 0 alone evaluates the chosen policy and saves; this rank waits, then loads
+        return _follow_rank0(model_dir, cfg.device, tok)
     set_policy(model, search.chosen)
     record_routing(model, True)
     moe_ppl_valid = evaluate.perplexity(model, valid)
@@ -530,9 +540,10 @@ def _cached_on_ranks(model_dir: Path, report_path: Path, device: str):
 
 def _distill_stage(model, store, checkpoint_dir: Path, *, config, progress: bool) -> list:
     """Stage 1 in one process, or over the ranks: the layers not finished yet are dealt out
-    round-robin, each rank distils its share into the shared checkpoint folder, and rank 0 then
-    loads every other layer from its checkpoint. Rank 0 returns a result per layer (``resumed``:
-    finished before this run); the other ranks return their own layers' results."""
+    round-robin, each rank distils its share into the shared checkpoint folder, and every rank then
+    loads every other layer from its checkpoint (stage 2 needs them all). Rank 0 returns a result
+    per layer (``resumed``: finished before this run); the other ranks return their own layers'
+    results."""
     from . import distill
     from .errors import CheckpointMismatchError
 
@@ -554,12 +565,12 @@ def _distill_stage(model, store, checkpoint_dir: Path, *, config, progress: bool
         model, store, checkpoint_dir, config=config, progress=progress and lead, layers=mine
     )
     trained = {r.layer: r for part in dist.all_gather_object(ours) for r in part}  # all written now
-    if not lead:
-        return ours
     others = [i for i in range(store.num_layers) if i not in mine]
-    loaded = distill.distill_layers(
+    loaded = distill.distill_layers(  # every rank needs every layer for stage 2
         model, store, checkpoint_dir, config=config, progress=False, layers=others
     )
+    if not lead:
+        return ours
     by_layer = {r.layer: r for r in ours + loaded}
     by_layer.update({i: r for i, r in trained.items() if not r.resumed})  # trained now by another rank
     return [by_layer[i] for i in range(store.num_layers)]

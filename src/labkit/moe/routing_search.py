@@ -23,6 +23,11 @@
    optional floor (:func:`floor_candidates`) leaves out candidates that run fewer than ``min_k``
    routed experts per token: the linear model ``w_ℓ·e_ℓ`` is measured at one probe point and
    under-predicts the loss of a layer cut far below it.
+
+Steps 1, 3 and 4 are per layer. Under ``torchrun`` :func:`search_policies` deals the layers out
+over the ranks (each profiles, scores and probes its own, and one rank measures the all-experts
+baseline), gathers the results and allocates on every rank; each layer's numbers are computed as
+one process computes them, so the result is the same.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .. import distributed as dist
 from .block import MoEBlock
 from .capture import ActivationStore
 from .construct import moe_blocks
@@ -57,12 +63,18 @@ __all__ = [
 ]
 
 
+#: :func:`layer_sensitivity` probes each layer with the top-k candidate nearest this FFN fraction.
+PROBE_FRACTION = 0.6
+#: Histogram bins of :func:`profile_routing`'s top routing weight.
+PROFILE_BINS = 20
+
+
 def _rows(store: ActivationStore, max_tokens: int) -> slice:
     return slice(0, min(store.num_tokens, max_tokens))
 
 
 def profile_routing(
-    model: torch.nn.Module, store: ActivationStore, *, max_tokens: int = 4096, bins: int = 20
+    model: torch.nn.Module, store: ActivationStore, *, max_tokens: int = 4096, bins: int = PROFILE_BINS
 ) -> list[dict]:
     """Per-layer routing-weight statistics on captured inputs.
 
@@ -70,24 +82,24 @@ def profile_routing(
     [0, 1]), ``p1_quantiles`` (25/50/75 %), ``mean_sorted`` (mean of the sorted weight vector),
     ``mean_p1``.
     """
-    out = []
     rows = _rows(store, max_tokens)
-    for i, block in enumerate(moe_blocks(model)):
-        x = store.x(i, rows).to(block.router.weight.device, block.router.weight.dtype)
-        with torch.no_grad():
-            p = block.router(x).float().softmax(-1).sort(-1, descending=True).values.cpu()
-        p1 = p[:, 0]
-        hist = torch.histc(p1, bins=bins, min=0.0, max=1.0)
-        out.append(
-            {
-                "layer": i,
-                "p1_hist": hist.long().tolist(),
-                "p1_quantiles": torch.quantile(p1, torch.tensor([0.25, 0.5, 0.75])).tolist(),
-                "mean_sorted": p.mean(0).tolist(),
-                "mean_p1": float(p1.mean()),
-            }
-        )
-    return out
+    return [_profile_layer(block, i, store, rows, bins) for i, block in enumerate(moe_blocks(model))]
+
+
+def _profile_layer(block: MoEBlock, i: int, store: ActivationStore, rows: slice, bins: int) -> dict:
+    """:func:`profile_routing` of layer ``i``."""
+    x = store.x(i, rows).to(block.router.weight.device, block.router.weight.dtype)
+    with torch.no_grad():
+        p = block.router(x).float().softmax(-1).sort(-1, descending=True).values.cpu()
+    p1 = p[:, 0]
+    hist = torch.histc(p1, bins=bins, min=0.0, max=1.0)
+    return {
+        "layer": i,
+        "p1_hist": hist.long().tolist(),
+        "p1_quantiles": torch.quantile(p1, torch.tensor([0.25, 0.5, 0.75])).tolist(),
+        "mean_sorted": p.mean(0).tolist(),
+        "mean_p1": float(p1.mean()),
+    }
 
 
 def candidate_policies(
@@ -143,30 +155,40 @@ def score_candidates(
     profiles: list[dict] | None = None,
 ) -> list[list[Candidate]]:
     """Score every candidate policy of every layer on validation activations with dense outputs."""
+    _check_outputs(store)
+    rows = _rows(store, max_tokens)
+    return [
+        _score_layer(block, i, store, rows, profiles[i]["p1_quantiles"] if profiles else None)
+        for i, block in enumerate(moe_blocks(model))
+    ]
+
+
+def _check_outputs(store: ActivationStore) -> None:
     if not store.has_outputs:
         raise MoEError(f"store {store.folder} needs the dense MLP outputs (capture with outputs=True)")
-    rows = _rows(store, max_tokens)
-    table = []
-    for i, block in enumerate(moe_blocks(model)):
-        dev, dt = block.w1.device, block.w1.dtype
-        x = store.x(i, rows).to(dev, dt)
-        y = store.y(i, rows).to(dev).float()
-        quart = profiles[i]["p1_quantiles"] if profiles else None
-        sizes = block.expert_sizes.float().to(dev)
-        s = float(block.shared_size)
-        with torch.no_grad():
-            experts = block.expert_forward(x)
-            shared = block.shared_forward(x).float()
-            logits = block.router(x)
-            denom = float(y.pow(2).mean()) + 1e-12
-            layer = []
-            for pol in candidate_policies(block.num_experts, quart):
-                out, mask = _apply(block, pol, logits, experts, shared)
-                err = float((out - y).pow(2).mean()) / denom
-                frac = float(((mask.float() * sizes).sum(-1).mean() + s) / (sizes.sum() + s))
-                layer.append(Candidate(i, pol.spec(), err, frac, float(mask.sum(-1).float().mean())))
-        table.append(layer)
-    return table
+
+
+def _score_layer(
+    block: MoEBlock, i: int, store: ActivationStore, rows: slice, quart: list[float] | None
+) -> list[Candidate]:
+    """:func:`score_candidates` of layer ``i`` (``quart``: its p_(1) quartiles, or ``None``)."""
+    dev, dt = block.w1.device, block.w1.dtype
+    x = store.x(i, rows).to(dev, dt)
+    y = store.y(i, rows).to(dev).float()
+    sizes = block.expert_sizes.float().to(dev)
+    s = float(block.shared_size)
+    with torch.no_grad():
+        experts = block.expert_forward(x)
+        shared = block.shared_forward(x).float()
+        logits = block.router(x)
+        denom = float(y.pow(2).mean()) + 1e-12
+        layer = []
+        for pol in candidate_policies(block.num_experts, quart):
+            out, mask = _apply(block, pol, logits, experts, shared)
+            err = float((out - y).pow(2).mean()) / denom
+            frac = float(((mask.float() * sizes).sum(-1).mean() + s) / (sizes.sum() + s))
+            layer.append(Candidate(i, pol.spec(), err, frac, float(mask.sum(-1).float().mean())))
+    return layer
 
 
 def floor_candidates(table: list[list[Candidate]], min_k: float) -> list[list[Candidate]]:
@@ -314,7 +336,7 @@ def layer_sensitivity(
     blocks: torch.Tensor,
     table: list[list[Candidate]],
     *,
-    probe_fraction: float = 0.6,
+    probe_fraction: float = PROBE_FRACTION,
 ) -> list[dict]:
     """End-to-end sensitivity of each layer: validation NLL increase per unit of relative error.
 
@@ -336,25 +358,32 @@ def layer_sensitivity(
         set_policy(model, "all")
         base = math.log(perplexity(model, blocks))
         for layer, cands in enumerate(table):
-            tops = [c for c in cands if c.policy.startswith("top") and not c.policy.startswith("topp")]
-            probe = min(tops, key=lambda c: abs(c.ffn_fraction - probe_fraction))
+            probe = _probe(cands, probe_fraction)
             blocks_[layer].policy = parse_policy(probe.policy)
             delta = math.log(perplexity(model, blocks)) - base
             blocks_[layer].policy = AllExperts()
-            weight = max(delta, 0.0) / max(probe.rel_error, 1e-9)
-            out.append(
-                {
-                    "layer": layer,
-                    "probe": probe.policy,
-                    "delta_nll": delta,
-                    "rel_error": probe.rel_error,
-                    "weight": weight,
-                }
-            )
+            out.append(_sensitivity_row(layer, probe, delta))
     finally:
         for b, pol in zip(blocks_, saved, strict=True):
             b.policy = pol
     return out
+
+
+def _probe(cands: list[Candidate], probe_fraction: float) -> Candidate:
+    """The top-k candidate whose FFN fraction is nearest ``probe_fraction``."""
+    tops = [c for c in cands if c.policy.startswith("top") and not c.policy.startswith("topp")]
+    return min(tops, key=lambda c: abs(c.ffn_fraction - probe_fraction))
+
+
+def _sensitivity_row(layer: int, probe: Candidate, delta: float) -> dict:
+    weight = max(delta, 0.0) / max(probe.rel_error, 1e-9)
+    return {
+        "layer": layer,
+        "probe": probe.policy,
+        "delta_nll": delta,
+        "rel_error": probe.rel_error,
+        "weight": weight,
+    }
 
 
 def search_policies(
@@ -368,6 +397,7 @@ def search_policies(
     latency: bool = False,
     cost: str = "params",
     min_k: float = 1.0,
+    distributed: bool | None = None,
 ) -> SearchResult:
     """Run stage 2 and set nothing: returns the front and the chosen per-layer policy.
 
@@ -385,6 +415,14 @@ def search_policies(
     :func:`layer_sensitivity`), and a layer cut far below it loses more than the linear model
     ``w_ℓ·e_ℓ`` predicts; the floor keeps the search nearer to where that model was measured.
     ``candidates`` keeps every candidate; the floor is ``extra["min_k"]``.
+
+    Under torchrun (``distributed=None``: whenever a process group of several ranks is running;
+    ``False``: never) every rank calls this with the same model and stores, and the layers are dealt
+    out (:func:`labkit.distributed.map_over_ranks`): each rank profiles, scores and (with
+    ``sensitivity_blocks``) probes its own layers, one rank evaluates the all-experts baseline, and
+    the results are gathered. Each layer's numbers are computed as one process computes them, so
+    every rank returns the result one process returns (bit for bit with the same thread count);
+    the latency table is measured by rank 0 and sent to the others.
     """
     from .accounting import activated_parameters
 
@@ -393,8 +431,15 @@ def search_policies(
     n_exp = moe_blocks(model)[0].num_experts
     if not (isinstance(min_k, (int, float)) and 1 <= min_k <= n_exp):
         raise MoEError(f"min_k={min_k!r} must be a number in [1, num_experts={n_exp}]")
-    profiles = profile_routing(model, profile_store or valid, max_tokens=max_tokens)
-    table = score_candidates(model, valid, max_tokens=max_tokens, profiles=profiles)
+    over_ranks = distributed is not False and dist.is_distributed()
+    sens = None
+    if over_ranks:
+        profiles, table, sens = _layers_over_ranks(
+            model, valid, profile_store or valid, max_tokens, sensitivity_blocks
+        )
+    else:
+        profiles = profile_routing(model, profile_store or valid, max_tokens=max_tokens)
+        table = score_candidates(model, valid, max_tokens=max_tokens, profiles=profiles)
     acc = activated_parameters(model, use_stats=False)
     ffn_params = [r["ffn_params"] for r in acc.per_layer]
     routers = sum(r["router_params"] for r in acc.per_layer)
@@ -402,10 +447,13 @@ def search_policies(
     if latency or cost == "latency":
         first = moe_blocks(model)[0]
         ks = sorted({c.mean_k for c in table[0] if c.policy.startswith("top") and "p" not in c.policy[3:]})
-        lat = latency_table(first, [int(k) for k in ks])
+        if not over_ranks or dist.rank() == 0:
+            lat = latency_table(first, [int(k) for k in ks])
+        if over_ranks:
+            lat = dist.broadcast_object(lat)
+        assert lat is not None
         table = _with_latency(table, lat, first.num_experts)
-    sens = None
-    if sensitivity_blocks is not None:
+    if sensitivity_blocks is not None and not over_ranks:
         sens = layer_sensitivity(model, sensitivity_blocks, table)
     weights = None if sens is None else [s["weight"] for s in sens]
     front, chosen = allocate(
@@ -438,3 +486,58 @@ def search_policies(
             **({} if lat is None else {"latency_table_s": {str(k): v for k, v in lat.items()}}),
         },
     )
+
+
+def _layers_over_ranks(
+    model: PreTrainedModel,
+    valid: ActivationStore,
+    profile_store: ActivationStore,
+    max_tokens: int,
+    sensitivity_blocks: torch.Tensor | None,
+) -> tuple[list[dict], list[list[Candidate]], list[dict] | None]:
+    """:func:`search_policies`' per-layer work dealt out over the ranks: ``(profiles, table, sensitivity)``.
+
+    A unit is a layer (its profile, its candidates' scores and, with ``sensitivity_blocks``, the
+    log-perplexity with that layer alone on its probe) or ``"base"`` (the log-perplexity with every
+    layer on all experts). Each unit computes exactly what :func:`profile_routing`,
+    :func:`score_candidates` and :func:`layer_sensitivity` compute for it in one process, so the
+    gathered results are theirs. Restores the model's policies.
+    """
+    import math
+
+    from .construct import set_policy
+    from .evaluate import perplexity
+
+    _check_outputs(valid)
+    blocks_ = moe_blocks(model)
+    prows, vrows = _rows(profile_store, max_tokens), _rows(valid, max_tokens)
+
+    def unit(u: int | str) -> Any:
+        if u == "base":
+            assert sensitivity_blocks is not None
+            set_policy(model, "all")
+            return math.log(perplexity(model, sensitivity_blocks))
+        assert isinstance(u, int)
+        prof = _profile_layer(blocks_[u], u, profile_store, prows, PROFILE_BINS)
+        cands = _score_layer(blocks_[u], u, valid, vrows, prof["p1_quantiles"])
+        if sensitivity_blocks is None:
+            return prof, cands, None
+        set_policy(model, "all")
+        blocks_[u].policy = parse_policy(_probe(cands, PROBE_FRACTION).policy)
+        return prof, cands, math.log(perplexity(model, sensitivity_blocks))
+
+    units: list[int | str] = [*range(len(blocks_)), *(["base"] if sensitivity_blocks is not None else [])]
+    saved = [b.policy for b in blocks_]
+    try:
+        done = dist.map_over_ranks(unit, units, what="routing search (stage 2)")
+    finally:
+        for b, pol in zip(blocks_, saved, strict=True):
+            b.policy = pol
+    layers = range(len(blocks_))
+    profiles = [done[i][0] for i in layers]
+    table = [done[i][1] for i in layers]
+    if sensitivity_blocks is None:
+        return profiles, table, None
+    base = done["base"]
+    sens = [_sensitivity_row(i, _probe(table[i], PROBE_FRACTION), done[i][2] - base) for i in layers]
+    return profiles, table, sens
