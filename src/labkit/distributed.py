@@ -486,7 +486,7 @@ def launch(
     ``OMP_NUM_THREADS`` = ``MKL_NUM_THREADS`` = ``threads``, the labkit package this process imported
     (first on ``PYTHONPATH``), and no torchrun variables of its own parent; ``env`` adds or replaces
     variables. ``wall_s`` is the wall time of the whole command, start-up, imports and model loading
-    included, measured with :func:`time.perf_counter`.
+    included, measured with ``time.perf_counter``.
 
     Example (the book's comparison, in a fresh results folder each time)::
 
