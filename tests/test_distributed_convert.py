@@ -265,7 +265,8 @@ def test_two_ranks_share_stage_2_and_match_one_process(tmp_path, no_torchrun):
     """With ``sensitivity`` stage 2 runs one end-to-end probe per layer and a baseline: over 2 ranks the
     3 layers of tiny-llama-odd and the baseline are dealt out (rank 0: layers 0, 2; rank 1: layer 1
     and the baseline), and the result is the single process's: weights byte for byte, the whole
-    report apart from timings and the world size."""
+    report apart from timings and the world size. The smoke profile allocates first, so stage 2
+    runs twice: the plan (with the probes) and the final search (reusing them: no baseline)."""
     no_torchrun.setenv("LABKIT_CACHE", str(tmp_path / "ref-cache"))
     assert cli_main([*SENSITIVITY_ARGS, "--out", str(tmp_path / "ref")]) == 0
     log = tmp_path / "units.log"
@@ -294,7 +295,7 @@ def test_two_ranks_share_stage_2_and_match_one_process(tmp_path, no_torchrun):
     assert _without_timings(report) == _without_timings(ref_report)
     done = [tuple(line.split("|")) for line in log.read_text().splitlines()]
     stage2 = {r: [u for rr, what, u in done if rr == r and what.startswith("routing")] for r in "01"}
-    assert stage2 == {"0": ["0", "2"], "1": ["1", "base"]}
+    assert stage2 == {"0": ["0", "2", "0", "2"], "1": ["1", "base", "1"]}
     front = [str(j) for j, point in enumerate(report["search"]["front"]) if "valid_ppl" in point]
     evals = {r: [u for rr, what, u in done if rr == r and what.startswith("front")] for r in "01"}
     assert evals == {"0": front[0::2], "1": front[1::2]}

@@ -103,6 +103,10 @@ class ConversionSizes:
     min_k_fraction:
         Stage 2's floor: no layer runs fewer than this fraction of its routed experts per token
         (mean over validation tokens); 0 = no floor.
+    allocate_first:
+        Allocate, then train: a first stage-2 search on the untrained MoE (its ridge-initialised
+        routers) plans each layer's k, stage 1 trains each layer around its planned k, and the
+        final search reuses the first one's sensitivities (see :mod:`labkit.moe.pipeline`).
     """
 
     model: str = "smollm2-135m"
@@ -119,6 +123,7 @@ class ConversionSizes:
     shared_fraction: float = 0.0
     sensitivity: bool = False
     min_k_fraction: float = 0.0
+    allocate_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -317,7 +322,8 @@ _SMOKE_FLAGELLA = FlagellaSizes(
 #: The book's conversion recipe for SmolLM2 (smoke and cpu profiles; issue #26's measurements are
 #: in ``benchmarks/NOTES_moe.md``): an always-on shared expert of the most active quarter of each
 #: FFN's neurons, 48 fine-grained routed experts clustered by their contribution profiles, a
-#: stage 2 weighted by measured layer sensitivity, with a floor of 1/6 of the routed experts. The
+#: stage 2 weighted by measured layer sensitivity, with a floor of 1/6 of the routed experts, run
+#: once before stage 1 to plan each layer's k and again after it (allocate, then train). The
 #: gpu profiles keep 8 k-means experts until the recipe's stage-1 learning rate is checked at
 #: LLaMA2-7B's width on a GPU (at ``distill_lr(4096)`` a random 7B-shaped layer's error rose).
 MOE_RECIPE: dict[str, Any] = {
@@ -326,6 +332,7 @@ MOE_RECIPE: dict[str, Any] = {
     "shared_fraction": 0.25,
     "sensitivity": True,
     "min_k_fraction": 1 / 6,
+    "allocate_first": True,
 }
 
 PROFILES: dict[str, Profile] = {

@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         help="stage 2's floor: fewest routed experts per token, as a fraction of --experts",
     )
+    conv.add_argument(
+        "--allocate-first",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="plan each layer's k by a stage-2 search before stage 1, and train each layer around it",
+    )
     conv.add_argument("--tokens", type=int, help="distillation token budget (paper: 100000)")
     conv.add_argument("--seq-len", type=int)
     conv.add_argument("--epochs", type=int)
@@ -97,6 +103,7 @@ def _convert_ranks(args: argparse.Namespace, rank: int) -> int:
             "shared_fraction": args.shared,
             "sensitivity": args.sensitivity,
             "min_k_fraction": args.min_k_fraction,
+            "allocate_first": args.allocate_first,
             "train_tokens": args.tokens,
             "seq_len": args.seq_len,
             "epochs": args.epochs,

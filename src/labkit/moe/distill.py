@@ -74,6 +74,11 @@ class DistillConfig:
         default suits SmolLM2's width; :func:`labkit.config.distill_lr` scales it to others.
     train_k: inclusive range ``(k_lo, k_hi)`` of experts per token drawn each step
         (default ``(ceil(N/2), N)``, which also trains "all experts").
+    layer_k: one ``(k_lo, k_hi)`` range per layer, used instead of ``train_k`` (allocate-then-train:
+        each layer trains around the k a first stage-2 search planned for it; see
+        :func:`labkit.moe.pipeline.plan_train_k`).
+    all_k_prob: probability that a step runs all N experts instead of a k drawn from the range,
+        so "all experts" stays exact when the range stops short of N (0: never; no draw is made).
     router_fit: ridge warm start of the router before training.
     seed: base seed (layer ℓ uses ``seed * 1_000_003 + ℓ``).
     """
@@ -84,6 +89,8 @@ class DistillConfig:
     router_lr_scale: float = 1.0
     weight_decay: float = 0.0
     train_k: tuple[int, int] | None = None
+    layer_k: tuple[tuple[int, int], ...] | None = None
+    all_k_prob: float = 0.0
     router_fit: bool = True
     seed: int = 0
 
@@ -98,6 +105,13 @@ class DistillConfig:
                 raise MoEError(f"{name}={v!r} must be a finite number > 0")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise MoEError(f"weight_decay={self.weight_decay!r} must be a finite number ≥ 0")
+        p = self.all_k_prob
+        if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1):
+            raise MoEError(f"all_k_prob={p!r} must be a number in [0, 1]")
+        if self.layer_k is not None:
+            for i, r in enumerate(self.layer_k):
+                if not (len(r) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in r)):
+                    raise MoEError(f"layer_k[{i}]={r!r} must be a pair of integers (k_lo, k_hi)")
 
     def key(self) -> str:
         """Hash identifying this config (checkpoints of another config are refused)."""
@@ -135,9 +149,16 @@ def _train_layer(
     block: MoEBlock, x: torch.Tensor, y: torch.Tensor, cfg: DistillConfig, layer: int, progress: bool
 ) -> tuple[list[float], float, float]:
     n = block.num_experts
-    lo, hi = cfg.train_k or (math.ceil(n / 2), n)
+    if cfg.layer_k is not None:
+        if layer >= len(cfg.layer_k):
+            raise MoEError(f"layer_k has {len(cfg.layer_k)} ranges; layer {layer} has none")
+        lo, hi = cfg.layer_k[layer]
+        name = f"layer_k[{layer}]"
+    else:
+        lo, hi = cfg.train_k or (math.ceil(n / 2), n)
+        name = "train_k"
     if not 1 <= lo <= hi <= n:
-        raise MoEError(f"train_k=({lo}, {hi}) must satisfy 1 ≤ k_lo ≤ k_hi ≤ num_experts={n}")
+        raise MoEError(f"{name}=({lo}, {hi}) must satisfy 1 ≤ k_lo ≤ k_hi ≤ num_experts={n}")
     gen = torch.Generator().manual_seed(_layer_seed(cfg.seed, layer))
     scale = float(y.pow(2).mean()) + 1e-12
     if cfg.router_fit:
@@ -165,6 +186,8 @@ def _train_layer(
         for s in range(0, t, bt):
             idx = perm[s : s + bt]
             k = int(torch.randint(lo, hi + 1, (1,), generator=gen))
+            if cfg.all_k_prob and float(torch.rand((), generator=gen)) < cfg.all_k_prob:
+                k = n
             pred = block(x[idx], policy=TopK(k))
             loss = (pred - y[idx]).pow(2).mean() / scale
             opt.zero_grad(set_to_none=True)

@@ -1,7 +1,8 @@
 """End-to-end LaDiMo conversion (stage 1 + stage 2) with an on-disk cache keyed by the full config.
 
 ``convert(config)`` loads the dense model, captures activations on the calibration split
-(streamed to disk), moefies, distils every layer (resumable), searches per-layer routing policies
+(streamed to disk), moefies, (with ``allocate_first``) plans each layer's k by a first stage-2
+search on the untrained MoE, distils every layer (resumable), searches per-layer routing policies
 for the target reduction, and saves the converted model plus a JSON report under
 ``labkit.paths.cache_dir()/moe/<key>/`` where ``key`` hashes every field of the config, the
 fingerprint of the dense model's weights (:func:`labkit.models.source_fingerprint`: new weights saved
@@ -47,10 +48,23 @@ from ..paths import atomic_write_text, cache_dir
 from ..storage import file_lock, quarantine, remove_stale_temporaries
 from .errors import CheckpointMismatchError, MoEError
 
-__all__ = ["ConversionConfig", "conversion_dir", "convert", "load_or_convert", "peak_rss_mb"]
+__all__ = [
+    "ConversionConfig",
+    "conversion_dir",
+    "convert",
+    "load_or_convert",
+    "peak_rss_mb",
+    "plan_train_k",
+]
 
-# 2: MoE weight layout 2 (see labkit.moe.block.WEIGHT_LAYOUT); 3: shared experts; 4: stage-2 floor
-VERSION = 4
+# 2: MoE weight layout 2 (see labkit.moe.block.WEIGHT_LAYOUT); 3: shared experts; 4: stage-2 floor;
+# 5: allocate-then-train
+VERSION = 5
+
+#: Allocate-then-train: each layer trains k within ± this fraction of N around its planned k ...
+PLAN_BAND = 1 / 8
+#: ... and runs all N experts in this fraction of its steps, so "all experts" stays exact.
+PLAN_ALL_K_PROB = 1 / 8
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,8 @@ class ConversionConfig(ConversionSizes):
 
     Attributes
     ----------
-    train_k: inclusive range ``(k_lo, k_hi)`` of experts per token in stage 1 (default ⌈N/2⌉..N).
+    train_k: inclusive range ``(k_lo, k_hi)`` of experts per token in stage 1 (default ⌈N/2⌉..N;
+        with ``allocate_first`` each layer's planned range replaces it).
     seed, device, dtype, store_dtype: randomness, placement, and the activation storage dtype.
     """
 
@@ -175,6 +190,43 @@ def peak_rss_mb() -> float:
     return kb / (1024 * 1024) if sys.platform == "darwin" else kb / 1024
 
 
+def plan_train_k(
+    search, num_experts: int, *, band: float = PLAN_BAND, min_k: float = 1.0
+) -> tuple[tuple[int, int], ...]:
+    """Each layer's stage-1 range of k around the k a stage-2 search chose for it.
+
+    ``search``: a :class:`labkit.moe.routing_search.SearchResult` (or its ``as_dict()``). Layer ℓ's
+    chosen policy runs ``k_ℓ`` routed experts per token on average (its candidate's ``mean_k``; N
+    for "all experts"); it trains on ``round(k_ℓ) ± round(band·N)``, cut to ``[⌈min_k⌉, N]``
+    (the final search's floor: k below it will not be chosen, so training there is wasted).
+    Training where the layer will run, instead of uniformly over ⌈N/2⌉..N, is the point of
+    allocating first.
+
+    Raises
+    ------
+    MoEError
+        A ``band`` outside (0, 1] or a chosen policy missing from the search's candidates.
+    """
+    if not (isinstance(band, (int, float)) and 0 < band <= 1):
+        raise MoEError(f"band={band!r} must be a number in (0, 1]")
+    res = search if isinstance(search, dict) else search.as_dict()
+    half = max(1, round(band * num_experts))
+    floor = max(1, min(num_experts, math.ceil(min_k - 1e-9)))
+    ranges = []
+    for layer, (spec, cands) in enumerate(zip(res["chosen"], res["candidates"], strict=True)):
+        if spec == "all":
+            k = float(num_experts)
+        else:
+            match = [c["mean_k"] for c in cands if c["policy"] == spec]
+            if not match:
+                raise MoEError(f"layer {layer}: chosen policy {spec!r} is not among its candidates")
+            k = match[0]
+        c = min(num_experts, max(1, round(k)))
+        lo, hi = max(floor, c - half), min(num_experts, c + half)
+        ranges.append((min(lo, hi), hi))
+    return tuple(ranges)
+
+
 def _own_memory(model) -> None:
     """Copy parameters that are views of a memory-mapped checkpoint into ordinary memory.
 
@@ -248,8 +300,9 @@ def convert(
     (``benchmarks/gpu_check.py`` converts a random LLaMA2-7B-shaped model so); needs ``folder``, since
     the cache key names weights by ``config.model``. The model is converted in place.
 
-    ``keep_checkpoints``: keep the per-layer distillation checkpoints after the converted model is
-    saved (by default they are removed then: a LLaMA2-7B conversion's take ~9 GB; a kept set lets a
+    ``keep_checkpoints``: keep the per-layer distillation checkpoints (and ``plan.json``, the
+    layers' planned ranges of k when ``allocate_first``) after the converted model is saved (by
+    default they are removed then: a LLaMA2-7B conversion's take ~9 GB; a kept set lets a
     damaged cached model be rebuilt without retraining).
 
     ``folder``: where the conversion keeps its activations, per-layer checkpoints, model and report
@@ -429,8 +482,28 @@ def _convert_locked(
         seed=cfg.seed,
         shared_fraction=cfg.shared_fraction,
     )
+    min_k = max(1.0, cfg.min_k_fraction * cfg.num_experts)
+    sens_blocks = valid if cfg.sensitivity else None
+    plan = None
+    if cfg.allocate_first:  # a first search on the untrained MoE plans each layer's k
+        plan = timer.run(
+            "plan",
+            _plan_stage,
+            cfg,
+            model,
+            valid_store,
+            folder / "plan.json",
+            sensitivity_blocks=sens_blocks,
+            min_k=min_k,
+        )
     dcfg = distill.DistillConfig(
-        epochs=cfg.epochs, batch_tokens=cfg.batch_tokens, lr=cfg.lr, train_k=cfg.train_k, seed=cfg.seed
+        epochs=cfg.epochs,
+        batch_tokens=cfg.batch_tokens,
+        lr=cfg.lr,
+        train_k=cfg.train_k,
+        layer_k=None if plan is None else tuple(map(tuple, plan["train_k"])),
+        all_k_prob=0.0 if plan is None else PLAN_ALL_K_PROB,
+        seed=cfg.seed,
     )
     layers = timer.run(
         "distill",
@@ -449,8 +522,9 @@ def _convert_locked(
         valid_store,
         target_reduction=cfg.target_reduction,
         max_tokens=cfg.valid_tokens,
-        sensitivity_blocks=valid if cfg.sensitivity else None,
-        min_k=max(1.0, cfg.min_k_fraction * cfg.num_experts),
+        sensitivity_blocks=None if plan is not None else sens_blocks,
+        sensitivity=None if plan is None else plan.get("sensitivity"),
+        min_k=min_k,
     )
 
     # end-to-end validation perplexity of a few front points (cheapest, chosen, most accurate, …),
@@ -504,6 +578,7 @@ def _convert_locked(
             }
             for r in layers
         ],
+        "plan": plan,
         "search": search.as_dict(),
         "chosen_policy": search.chosen,
         "activated_measured": measured.as_dict(),
@@ -517,11 +592,70 @@ def _convert_locked(
     atomic_write_text(report_path, json.dumps(report, indent=1))
     if not keep_activations:  # this run's own capture files, under its lock
         _remove_files(folder / "acts", ("*/x_*.npy", "*/y_*.npy", "*/meta.json"))
-    if not keep_checkpoints:  # now inside model/
+    if not keep_checkpoints:  # now inside model/ (and the plan in the report)
         _remove_files(folder / "checkpoints", ("layer_*.safetensors", "layer_*.json"))
+        (folder / "plan.json").unlink(missing_ok=True)
     if ws > 1:
         dist.broadcast_object(report)  # the waiting ranks go on
     return model, tok, report
+
+
+def _plan_stage(
+    cfg: ConversionConfig,
+    model,
+    valid_store,
+    path: Path,
+    *,
+    sensitivity_blocks,
+    min_k: float,
+) -> dict:
+    """Allocate first: stage 2 on the untrained MoE, and each layer's planned range of k.
+
+    Returns ``{"key", "chosen", "planned_k", "reduction", "error", "target_met", "train_k",
+    "sensitivity"}`` (``planned_k``: each layer's mean routed experts per token under its planned
+    policy); kept in
+    ``path`` (``plan.json``), so a resumed run trains the same ranges without searching again.
+    Over ranks the search is dealt out as stage 2 is, and rank 0 decides whether a kept plan is
+    used (every rank then uses the same).
+    """
+    from . import routing_search
+
+    key = cfg.key()
+    kept = None
+    if dist.rank() == 0 and path.is_file():
+        try:
+            got = json.loads(path.read_text())
+            kept = got if isinstance(got, dict) and got.get("key") == key else None
+        except (OSError, ValueError):
+            kept = None  # unreadable: planned again and rewritten
+    if dist.is_distributed():
+        kept = dist.broadcast_object(kept)
+    if kept is not None:
+        return kept
+    search = routing_search.search_policies(
+        model,
+        valid_store,
+        target_reduction=cfg.target_reduction,
+        max_tokens=cfg.valid_tokens,
+        sensitivity_blocks=sensitivity_blocks,
+        min_k=min_k,
+    )
+    mean_k = {(c["layer"], c["policy"]): c["mean_k"] for layer in search.candidates for c in layer}
+    plan = {
+        "key": key,
+        "chosen": search.chosen,
+        "planned_k": [
+            float(cfg.num_experts) if p == "all" else mean_k[(i, p)] for i, p in enumerate(search.chosen)
+        ],
+        "reduction": search.chosen_reduction,
+        "error": search.chosen_error,
+        "target_met": search.target_met,
+        "train_k": [list(r) for r in plan_train_k(search, cfg.num_experts, min_k=min_k)],
+        "sensitivity": search.extra.get("sensitivity"),
+    }
+    if dist.rank() == 0:
+        atomic_write_text(path, json.dumps(plan, indent=1))
+    return plan
 
 
 def _cached_on_ranks(model_dir: Path, report_path: Path, device: str):

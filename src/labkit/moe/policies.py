@@ -314,5 +314,7 @@ def routing_weights(logits: torch.Tensor, mask: torch.Tensor, weighting: str = "
         return renormalised_weights(logits, mask)
     if weighting != "unit":
         raise UnknownPolicyError(f"weighting={weighting!r} must be one of {WEIGHTINGS}")
+    if not torch.is_grad_enabled():  # the straight-through term is zero: only its gradient counts
+        return mask.float()
     p = logits.float().softmax(-1)
     return (mask.float() + (p - p.detach())) * mask
