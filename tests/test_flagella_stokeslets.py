@@ -152,7 +152,9 @@ def test_cg_solve_matches_cholesky_and_is_chosen_for_large_systems(monkeypatch):
     R_auto = st.resistance_matrix(pts, eps, 1.0)  # 900 unknowns > 100: CG
     monkeypatch.setattr(st, "DIRECT_MAX_UNKNOWNS", 10_000)
     R_direct = st.resistance_matrix(pts, eps, 1.0)
-    assert np.allclose(R_auto, R_direct, rtol=1e-6)
+    # CG stops at a residual relative to the whole system, so the small off-diagonal couplings
+    # (1e-3 against a diagonal of 25) carry an error relative to the matrix's scale, not their own
+    assert np.allclose(R_auto, R_direct, rtol=1e-6, atol=1e-7 * np.abs(R_direct).max())
 
 
 def test_solve_mobility_bad_input():
