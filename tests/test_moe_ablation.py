@@ -56,6 +56,15 @@ def test_rows_are_cumulative_and_use_the_ablation_budget():
     )
 
 
+@pytest.mark.parametrize("name", ["smoke", "cpu", "gpu-tiny"])
+def test_every_cpu_profile_resolves_with_a_smaller_budget(name):
+    profile = ablation.get_profile(name)
+    rows = ablation.resolve(profile)
+    assert {r.config.train_tokens for r in rows} == {profile.moe.ablation_train_tokens}
+    assert profile.moe.ablation_train_tokens < profile.moe.train_tokens
+    assert profile.moe.ablation_valid_tokens <= profile.moe.valid_tokens
+
+
 def test_bad_settings_fail_before_anything_runs():
     small = replace(TINY, moe=replace(TINY.moe, ablation_train_tokens=32))
     with pytest.raises(MoEError, match="ablation_train_tokens=32 must be an integer ≥ seq_len=64"):

@@ -124,13 +124,21 @@ class RowResult:
 
     Attributes
     ----------
-    name: the row's label.
-    ppl: held-out perplexity; ``ppl_ratio`` = ``ppl`` / the dense model's.
-    accuracy: zero-shot continuation accuracy (fraction of items).
-    reduction: measured fraction of the dense model's parameters not activated per token.
-    seconds: wall time to build the row's model from the dense one (conversion, stage 3 or
-        pruning; a conversion loaded from the cache reports the time it took when it ran).
-    reused_stage1: the row reran only stage 2 on the previous row's experts.
+    name:
+        The row's label.
+    ppl:
+        Held-out (test split) perplexity.
+    ppl_ratio:
+        ``ppl`` over the dense model's.
+    accuracy:
+        Zero-shot continuation accuracy (fraction of items).
+    reduction:
+        Measured fraction of the dense model's parameters not activated per token.
+    seconds:
+        Wall time to build the row's model from the dense one (conversion, stage 3 or pruning;
+        a conversion loaded from the cache reports the time it took when it ran).
+    reused_stage1:
+        The row reran only stage 2, on the previous row's experts.
     """
 
     name: str
