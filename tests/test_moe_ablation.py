@@ -102,11 +102,14 @@ def test_ablation_on_a_tiny_model(tmp_cache):
         assert r.reduction >= TINY.moe.target_reduction - 0.05, r  # measured on test tokens
     prune, conv, sens, s3 = results
     assert not conv.reused_stage1 and sens.reused_stage1  # only stage 2 was rerun
-    # the rerun stage 2 chooses what the full conversion of that config chooses
+    # the rerun stage 2 chooses what the full conversion of that config chooses, and its
+    # choice is cached like a conversion (a second run reads it)
     _, _, report = pipeline.convert(resolved[2].config, progress=False)
+    assert len(list((tmp_cache / "moe" / "ablation-stage2").glob("*.json"))) == 1
     previous = None
     for row in resolved[1:3]:
-        _, previous = ablation.run_row(row, ref, previous=previous)
+        again, previous = ablation.run_row(row, ref, previous=previous)
+    assert again == sens  # the same policies, measurements and recorded seconds
     assert previous is not None and previous.config == resolved[2].config
     assert [b.policy.spec() for b in moe_blocks(previous.model)] == report["chosen_policy"]
     # stage 3 trains a copy: the row before it is unchanged, and the KL training moved the model

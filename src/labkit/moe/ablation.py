@@ -17,7 +17,8 @@ reduction measured with the model's own routing on the test tokens
 Work is reused where it is free: conversions are cached by config (:func:`~labkit.moe.pipeline.convert`);
 a row whose config differs from the previous row's only in stage-2 fields (:data:`STAGE2_FIELDS`)
 reruns only stage 2 (:func:`~labkit.moe.routing_search.search_policies`) on the previous row's
-trained experts, which gives the policies the full conversion of that config would choose; a
+trained experts, which gives the policies the full conversion of that config would choose (cached
+too, by both configs' keys); a
 stage-3 row trains a copy of the conversion without stage 3 (:func:`labkit.moe.finetune.end_to_end`,
 with the settings of the results chapter).
 
@@ -284,16 +285,36 @@ def _stage2_only(a: ConversionConfig, b: ConversionConfig) -> bool:
     )
 
 
-def _restage(model, cfg: ConversionConfig, ref: Reference) -> float:
-    """Rerun stage 2 of ``cfg`` on a converted model's experts (in place); returns its seconds.
+def _restage_path(before: ConversionConfig, cfg: ConversionConfig) -> Path:
+    """Where a rerun stage 2 keeps its chosen policies: named by both configs' cache keys (the
+    experts come from ``before``'s conversion, the search settings from ``cfg``)."""
+    from ..paths import cache_dir
+
+    return cache_dir() / "moe" / "ablation-stage2" / f"{before.key()}-{cfg.key()}.json"
+
+
+def _restage(model, before: ConversionConfig, cfg: ConversionConfig, ref: Reference) -> float:
+    """Rerun stage 2 of ``cfg`` on the experts of ``before``'s conversion (in place); returns the
+    seconds it took (when it first ran: the chosen policies are cached, like conversions).
 
     The validation split is captured from the dense model as :func:`~labkit.moe.pipeline.convert`
     captures it (MLP inputs and outputs, float32), so the search sees what that conversion's sees.
     """
+    import json
+
+    from ..paths import atomic_write_text
     from . import capture, data
     from .construct import set_policy
     from .routing_search import search_policies
 
+    path = _restage_path(before, cfg)
+    if path.is_file():
+        try:
+            done = json.loads(path.read_text())
+            set_policy(model, done["policies"])
+            return float(done["seconds"])
+        except (ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)  # damaged: search again
     t0 = time.perf_counter()
     valid = data.token_blocks(ref.tokenizer, "valid", cfg.valid_tokens, cfg.seq_len)
     with tempfile.TemporaryDirectory(prefix="labkit-ablation-") as tmp:
@@ -318,7 +339,10 @@ def _restage(model, cfg: ConversionConfig, ref: Reference) -> float:
             distributed=False,
         )
     set_policy(model, search.chosen)
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"policies": search.chosen, "seconds": seconds}))
+    return seconds
 
 
 def _stage3(model, cfg: ConversionConfig, ref: Reference) -> float:
@@ -385,7 +409,7 @@ def run_row(
         built = previous
     elif reused:
         assert previous is not None
-        s2 = _restage(previous.model, row.config, ref)
+        s2 = _restage(previous.model, previous.config, row.config, ref)
         built = Built(previous.model, row.config, previous.stage1_s, s2)
     else:
         model, _, report = convert(row.config, progress=progress, **_dense_copy(row.config, ref))
