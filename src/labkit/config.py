@@ -145,6 +145,13 @@ class MoESizes(ConversionSizes):
         through ``datasets``) in the gpu profile.
     bench_items:
         Items of ``bench_task`` per language (pairs, for the parallel set; ``None`` = all).
+    ablation_train_tokens:
+        Distillation budget (tokens) of every row of the ablation table
+        (:mod:`labkit.moe.ablation`), smaller than ``train_tokens`` so that the table's several
+        conversions stay cheap; at least ``seq_len``.
+    ablation_valid_tokens:
+        Validation tokens of every ablation row's stage 2 (search, sensitivity probes, front
+        evaluations); at least ``seq_len``.
     """
 
     heldout_tokens: int = 16_384
@@ -152,6 +159,8 @@ class MoESizes(ConversionSizes):
     latency_tokens: int = 512
     bench_task: str = "koen_parallel"
     bench_items: int | None = None
+    ablation_train_tokens: int = 24_576
+    ablation_valid_tokens: int = 4096
 
 
 @dataclass(frozen=True)
@@ -350,6 +359,8 @@ PROFILES: dict[str, Profile] = {
             eval_items=24,
             latency_tokens=128,
             bench_items=30,  # Part II's smoke budget: the statistics chapter reuses these runs
+            ablation_train_tokens=512,
+            ablation_valid_tokens=256,
         ),
         evals=_SMOKE_EVALS,
         flagella=_SMOKE_FLAGELLA,
@@ -378,6 +389,8 @@ PROFILES: dict[str, Profile] = {
             eval_items=8,
             latency_tokens=32,
             bench_items=2,
+            ablation_train_tokens=128,  # one block each: five 7B-shaped rows in CI minutes
+            ablation_valid_tokens=128,
         ),
         evals=_SMOKE_EVALS,
         flagella=_SMOKE_FLAGELLA,
