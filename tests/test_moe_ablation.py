@@ -39,15 +39,17 @@ def test_rows_are_cumulative_and_use_the_ablation_budget():
     assert [r.name for r in rows] == [r.name for r in ROWS]
     # smoke's ablation budget, every row
     assert {(r.config.train_tokens, r.config.valid_tokens) for r in rows} == {(512, 256)}
-    prune, kmeans, shared, fine, sens, s3 = rows
+    prune, kmeans, shared, fine, sens, alloc, s3 = rows
     assert prune.prune and not prune.stage3
     k = kmeans.config
     assert (k.method, k.num_experts, k.shared_fraction) == ("kmeans", 8, 0)
     assert not kmeans.config.sensitivity and kmeans.config.min_k_fraction == 0
+    assert not kmeans.config.allocate_first
     assert shared.config == replace(kmeans.config, shared_fraction=0.25)
     assert fine.config == replace(shared.config, num_experts=48, method="activation")
     assert sens.config == replace(fine.config, sensitivity=True, min_k_fraction=1 / 6)
-    assert s3.config == sens.config and s3.stage3 and not sens.stage3
+    assert alloc.config == replace(sens.config, allocate_first=True)
+    assert s3.config == alloc.config and s3.stage3 and not alloc.stage3
     # the last conversion row is the book's recipe (smoke and cpu), at the ablation budget
     smoke = ablation.get_profile("smoke").moe
     recipe = {f: getattr(smoke, f) for f in ConversionSizes.__dataclass_fields__}

@@ -98,12 +98,14 @@ ROWS: tuple[AblationRow, ...] = (
             "shared_fraction": 0.0,
             "sensitivity": False,
             "min_k_fraction": 0.0,
+            "allocate_first": False,
         },
         stage3=False,
     ),
     AblationRow("+ always-on expert", {"shared_fraction": 0.25}),
     AblationRow("+ fine-grained experts", {"num_experts": 48, "method": "activation"}),
     AblationRow("+ sensitivity-aware stage 2", {"sensitivity": True, "min_k_fraction": 1 / 6}),
+    AblationRow("+ allocate, then train", {"allocate_first": True}),
     AblationRow("+ stage 3", stage3=True),
 )
 
