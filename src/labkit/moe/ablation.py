@@ -56,7 +56,7 @@ __all__ = [
     "run_row",
 ]
 
-#: Config fields that only stage 2 reads: a row changing only these reuses the previous experts.
+#: The config fields that only stage 2 reads; a row changing only these reuses the previous experts.
 STAGE2_FIELDS = ("sensitivity", "min_k_fraction", "target_reduction", "front_evals")
 
 
@@ -85,9 +85,9 @@ class AblationRow:
     stage3: bool | None = None
 
 
-#: The rows of the book's ablation (chapter "Ablation"): static pruning, then the recipe's
-#: ingredients added one at a time, ending at the recipe of :data:`labkit.config.MOE_RECIPE` and
-#: its optional stage 3.
+#: The rows of the book's ablation chapter. Static pruning, then the recipe's ingredients added
+#: one at a time, ending at the recipe of :data:`labkit.config.MOE_RECIPE` and its optional
+#: stage 3.
 ROWS: tuple[AblationRow, ...] = (
     AblationRow("static prune", prune=True),
     AblationRow(

@@ -61,7 +61,7 @@ __all__ = [
 # 5: allocate-then-train
 VERSION = 5
 
-#: Allocate-then-train: each layer trains k within ± this fraction of N around its planned k ...
+#: With ``allocate_first`` each layer trains k within ± this fraction of N around its planned k ...
 PLAN_BAND = 1 / 8
 #: ... and runs all N experts in this fraction of its steps, so "all experts" stays exact.
 PLAN_ALL_K_PROB = 1 / 8
