@@ -27,7 +27,7 @@ from .data import ChoiceItem
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-__all__ = ["MIN_RUN_S", "latency", "latency_side_by_side", "mc_accuracy", "perplexity"]
+__all__ = ["MIN_RUN_S", "head_nll", "latency", "latency_side_by_side", "mc_accuracy", "perplexity"]
 
 MIN_RUN_S = 0.05  # seconds each latency measurement runs for at least (blocked_autorange)
 
@@ -56,13 +56,25 @@ def perplexity(
             logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
             nll += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, reduction="sum"))
         else:
-            hidden = body(input_ids=ids, use_cache=False).last_hidden_state[:, :-1]
-            hidden = hidden.reshape(-1, hidden.shape[-1])
-            for c in range(0, hidden.shape[0], head_chunk):
-                logits = head(hidden[c : c + head_chunk]).float()
-                nll += float(F.cross_entropy(logits, targets[c : c + head_chunk], reduction="sum"))
+            hidden = body(input_ids=ids, use_cache=False).last_hidden_state
+            nll += head_nll(head, hidden, ids, head_chunk=head_chunk)
         count += targets.numel()
     return math.exp(nll / count)
+
+
+@torch.no_grad()
+def head_nll(
+    head: torch.nn.Module, hidden: torch.Tensor, ids: torch.Tensor, *, head_chunk: int = 1024
+) -> float:
+    """Summed next-token NLL (nats) of token ``ids`` ``[B, L]`` from the final hidden states ``hidden``
+    ``[B, L, d]`` (after the last norm), running the LM ``head`` on ``head_chunk`` positions at a time."""
+    targets = ids[:, 1:].reshape(-1)
+    flat = hidden[:, :-1].reshape(-1, hidden.shape[-1])
+    nll = 0.0
+    for c in range(0, flat.shape[0], head_chunk):
+        logits = head(flat[c : c + head_chunk]).float()
+        nll += float(F.cross_entropy(logits, targets[c : c + head_chunk], reduction="sum"))
+    return nll
 
 
 @torch.no_grad()

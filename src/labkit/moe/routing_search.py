@@ -387,16 +387,10 @@ class _SuffixProbe:
         self.count = int(blocks.shape[0]) * (int(blocks.shape[1]) - 1)
         self.base = nll / self.count  # mean NLL (nats), all experts
 
-    def _head_nll(self, hidden: torch.Tensor, ids: torch.Tensor, head_chunk: int = 1024) -> float:
-        import torch.nn.functional as F
+    def _head_nll(self, hidden: torch.Tensor, ids: torch.Tensor) -> float:
+        from .evaluate import head_nll
 
-        targets = ids[:, 1:].reshape(-1)
-        hidden = hidden[:, :-1].reshape(-1, hidden.shape[-1])
-        nll = 0.0
-        for c in range(0, hidden.shape[0], head_chunk):
-            logits = self.head(hidden[c : c + head_chunk]).float()
-            nll += float(F.cross_entropy(logits, targets[c : c + head_chunk], reduction="sum"))
-        return nll
+        return head_nll(self.head, hidden, ids)
 
     def mean_nll(self, layer: int, policy: Policy) -> float:
         """Mean NLL (nats) with ``layer`` under ``policy`` and every other layer on all experts."""
